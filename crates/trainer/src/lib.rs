@@ -1,0 +1,7 @@
+//! `kindling-trainer`: the training loop and the `kindling` command line for Kindling.
+//!
+//! Start with [`device::parse_devices`], which turns a `--device` flag into burn devices, and
+//! [`device::smoke_test`], which checks that a device computes a convolution and its gradients
+//! like the `flex` CPU reference. The training loop itself is not written yet.
+
+pub mod device;

@@ -1,0 +1,3 @@
+//! The trainer's integration tests, in one binary because every burn-linked binary is slow to link.
+
+mod device;

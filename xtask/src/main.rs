@@ -1,0 +1,221 @@
+//! `cargo xtask`: Kindling's workflows in one binary.
+//!
+//! xtask never links burn: it drives `cargo` and, for model work, the `kindling` binary, so that
+//! `cargo xtask` starts in seconds. Every build it starts uses the `dev` profile (dependencies
+//! optimised, see the root `Cargo.toml`) and the same feature set, so tests, benches and runs
+//! share one build of the burn stack.
+
+#[cfg(test)]
+mod tidy;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+/// The backend features every test and bench build enables: one feature set, one burn build.
+const TEST_FEATURES: &str = "wgpu";
+
+/// The library crates that are published on their own.
+const LIBRARY_CRATES: [&str; 3] = ["kindling-augment", "kindling-model", "kindling-dist"];
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Kindling's workflows")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build the release `kindling` binary with the chosen backend features.
+    Build {
+        /// Backend features besides the default `flex`, comma separated (wgpu, cuda).
+        #[arg(long, default_value = "")]
+        features: String,
+    },
+    /// Run the whole test suite (flex, and wgpu when a Vulkan driver is installed).
+    Test {
+        /// Skip the wgpu tests even when a Vulkan driver is present.
+        #[arg(long)]
+        no_wgpu: bool,
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Everything CI checks: fmt, clippy, CUDA type-check, docs, benches compiled, packaging, tests.
+    Ci {
+        /// Run every check except the test suite (CI then runs `cargo xtask test` itself).
+        #[arg(long)]
+        skip_tests: bool,
+    },
+    /// Run the criterion benchmarks (dev profile, shared with the tests).
+    Bench {
+        /// Extra arguments for the bench binaries (e.g. a criterion filter).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Build { features } => build(&features),
+        Cmd::Test { no_wgpu, args } => test(!no_wgpu, &args),
+        Cmd::Ci { skip_tests } => ci(skip_tests),
+        Cmd::Bench { args } => bench(&args),
+    }
+}
+
+fn build(features: &str) -> Result<()> {
+    let mut cmd = cargo(&["build", "--release", "--package", "kindling-trainer"]);
+    if !features.is_empty() {
+        cmd.args(["--features", features]);
+    }
+    run(cmd)?;
+    println!("built {}", root().join("target/release/kindling").display());
+    Ok(())
+}
+
+fn test(want_wgpu: bool, extra: &[String]) -> Result<()> {
+    let mut cmd = cargo(&["test", "--workspace", "--features", TEST_FEATURES]);
+    let run_wgpu = want_wgpu && vulkan_driver_present();
+    if want_wgpu && !run_wgpu {
+        eprintln!(
+            "xtask: no Vulkan driver found, so the wgpu tests are skipped (ignored).\n\
+             xtask: install one to run them: apt-get install mesa-vulkan-drivers libvulkan1"
+        );
+    }
+    cmd.args(extra);
+    if run_wgpu {
+        // wgpu tests are `#[ignore]`d so that a plain `cargo test` passes without Vulkan.
+        cmd.args(["--", "--include-ignored"]);
+        ensure_runtime_dir(&mut cmd);
+    }
+    run(cmd)
+}
+
+fn ci(skip_tests: bool) -> Result<()> {
+    run(cargo(&["fmt", "--all", "--check"]))?;
+    run(cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--features",
+        TEST_FEATURES,
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    // burn's CUDA backend downloads LLVM in a build script; DOCS_RS=1 skips the download so the
+    // CUDA code still type-checks on a machine without network access (it cannot link).
+    let mut cuda = cargo(&["check", "--workspace", "--all-targets", "--features", "cuda"]);
+    cuda.env("DOCS_RS", "1");
+    run(cuda)?;
+    let mut doc = cargo(&["doc", "--workspace", "--no-deps", "--features", TEST_FEATURES]);
+    doc.env("RUSTDOCFLAGS", "-D warnings");
+    run(doc)?;
+    run(cargo(&[
+        "bench",
+        "--workspace",
+        "--profile",
+        "dev",
+        "--features",
+        TEST_FEATURES,
+        "--no-run",
+    ]))?;
+    for krate in LIBRARY_CRATES {
+        // --no-verify: verifying rebuilds burn outside the workspace profile (another 20
+        // minutes); the workspace build above already compiled exactly these sources.
+        run(cargo(&[
+            "package",
+            "--package",
+            krate,
+            "--no-verify",
+            "--allow-dirty",
+        ]))?;
+    }
+    if skip_tests {
+        return Ok(());
+    }
+    if !vulkan_driver_present() {
+        bail!("CI runs the wgpu tests, but no Vulkan driver is installed (mesa-vulkan-drivers)");
+    }
+    test(true, &[])
+}
+
+fn bench(extra: &[String]) -> Result<()> {
+    let mut cmd = cargo(&[
+        "bench",
+        "--workspace",
+        "--profile",
+        "dev",
+        "--features",
+        TEST_FEATURES,
+    ]);
+    if !extra.is_empty() {
+        cmd.arg("--");
+        cmd.args(extra);
+    }
+    ensure_runtime_dir(&mut cmd);
+    run(cmd)
+}
+
+/// The workspace root, found from this crate's manifest so xtask works from any directory.
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+fn cargo(args: &[&str]) -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(args).current_dir(root());
+    cmd
+}
+
+fn run(mut cmd: Command) -> Result<()> {
+    eprintln!("xtask: {}", describe(&cmd));
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start {}", describe(&cmd)))?;
+    if !status.success() {
+        bail!("{} failed ({status})", describe(&cmd));
+    }
+    Ok(())
+}
+
+fn describe(cmd: &Command) -> String {
+    let envs: String = cmd
+        .get_envs()
+        .filter_map(|(k, v)| Some(format!("{}={} ", k.to_str()?, v?.to_str()?)))
+        .collect();
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy()).collect();
+    format!(
+        "{envs}{} {}",
+        cmd.get_program().to_string_lossy(),
+        args.join(" ")
+    )
+}
+
+/// A Vulkan ICD manifest is what the loader needs to find lavapipe or a GPU driver.
+fn vulkan_driver_present() -> bool {
+    ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d"]
+        .iter()
+        .filter_map(|dir| std::fs::read_dir(dir).ok())
+        .flatten()
+        .flatten()
+        .any(|entry| entry.path().extension().is_some_and(|ext| ext == "json"))
+}
+
+/// Mesa's Vulkan drivers warn (and some versions fail) without a runtime directory.
+fn ensure_runtime_dir(cmd: &mut Command) {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        let dir = std::env::temp_dir().join("kindling-xdg-runtime");
+        if std::fs::create_dir_all(&dir).is_ok() {
+            cmd.env("XDG_RUNTIME_DIR", dir);
+        }
+    }
+}
