@@ -1,0 +1,3 @@
+//! Integration tests of kindling-augment.
+
+mod conformance;
