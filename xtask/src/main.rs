@@ -50,6 +50,28 @@ enum Cmd {
         #[arg(long)]
         skip_tests: bool,
     },
+    /// Train with the `kindling` binary (built in the test profile); arguments go to `kindling train`.
+    Train {
+        /// Arguments for `kindling train`, e.g. --epochs 3 --device wgpu:cpu
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Write a PNG grid of augmented versions of an image; arguments go to `kindling preview`.
+    Preview {
+        /// Arguments for `kindling preview`, e.g. --pipeline FILE --image FILE --out grid.png
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Print a model summary; arguments go to `kindling summary` (--model, --input, --json).
+    Summary {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Save first-layer filters as a PNG; arguments go to `kindling filters` (--model, --weights, --out).
+    Filters {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Run the criterion benchmarks (dev profile, shared with the tests).
     Bench {
         /// Extra arguments for the bench binaries (e.g. a criterion filter).
@@ -64,6 +86,10 @@ fn main() -> Result<()> {
         Cmd::Build { features } => build(&features),
         Cmd::Test { no_wgpu, args } => test(!no_wgpu, &args),
         Cmd::Ci { skip_tests } => ci(skip_tests),
+        Cmd::Train { args } => kindling("train", &args),
+        Cmd::Preview { args } => kindling("preview", &args),
+        Cmd::Summary { args } => kindling("summary", &args),
+        Cmd::Filters { args } => kindling("filters", &args),
         Cmd::Bench { args } => bench(&args),
     }
 }
@@ -143,6 +169,43 @@ fn ci(skip_tests: bool) -> Result<()> {
         bail!("CI runs the wgpu tests, but no Vulkan driver is installed (mesa-vulkan-drivers)");
     }
     test(true, &[])
+}
+
+/// Runs a `kindling` subcommand with the binary that `cargo xtask test` builds: the same
+/// command, profile and features, so training never compiles the burn stack a second time
+/// (dev-dependencies such as criterion change feature unification, which `cargo run` would not
+/// see).
+fn kindling(subcommand: &str, args: &[String]) -> Result<()> {
+    let mut build = cargo(&[
+        "test",
+        "--workspace",
+        "--features",
+        TEST_FEATURES,
+        "--no-run",
+        "--message-format=json-render-diagnostics",
+    ]);
+    build.stdout(std::process::Stdio::piped());
+    eprintln!("xtask: {}", describe(&build));
+    let output = build.spawn()?.wait_with_output()?;
+    if !output.status.success() {
+        bail!("building kindling failed ({})", output.status);
+    }
+    let binary = kindling_executable(&output.stdout)
+        .context("cargo built no `kindling` binary (is crates/trainer still a member?)")?;
+    let mut cmd = Command::new(binary);
+    cmd.arg(subcommand).args(args);
+    ensure_runtime_dir(&mut cmd);
+    run(cmd)
+}
+
+/// The path of the `kindling` executable in cargo's JSON build messages.
+fn kindling_executable(messages: &[u8]) -> Option<PathBuf> {
+    String::from_utf8_lossy(messages)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "kindling")
+        .filter(|m| m["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "bin")))
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
 }
 
 fn bench(extra: &[String]) -> Result<()> {

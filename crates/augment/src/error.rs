@@ -19,6 +19,13 @@ pub enum AugmentError {
         shape: Vec<usize>,
         reason: String,
     },
+    /// A pipeline description (JSON or TOML) could not be parsed: unknown transform name,
+    /// unknown field, wrong type. Out-of-range values are [`AugmentError::InvalidParameter`].
+    #[error("cannot parse {format} pipeline: {message}")]
+    Config {
+        format: &'static str,
+        message: String,
+    },
     /// Two sizes that must agree do not (buffer vs shape, batch vs labels, ...).
     #[error("size mismatch in {what}: expected {expected}, got {actual}")]
     SizeMismatch {

@@ -142,7 +142,7 @@ fn conv_forward_backward(device: &Device, x: &TensorData, w: &TensorData) -> (Ve
 }
 
 fn to_vec(data: TensorData) -> Vec<f32> {
-    data.convert::<f32>().to_vec().unwrap_or_default()
+    data.convert::<f32>().try_to_vec().unwrap_or_default()
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {

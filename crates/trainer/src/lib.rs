@@ -4,4 +4,9 @@
 //! [`device::smoke_test`], which checks that a device computes a convolution and its gradients
 //! like the `flex` CPU reference. The training loop itself is not written yet.
 
+pub mod config;
+pub mod data;
 pub mod device;
+pub mod inspect;
+pub mod run;
+pub mod train;

@@ -1,8 +1,13 @@
 //! The `kindling` command line.
 
-use anyhow::{Result, bail};
-use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use kindling_trainer::config::TrainConfig;
+use kindling_trainer::inspect;
 use kindling_trainer::device::{parse_devices, smoke_test};
+use kindling_trainer::run::RunDir;
 
 #[derive(Parser)]
 #[command(name = "kindling", version, about = "Train image classifiers on burn")]
@@ -13,6 +18,51 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Train a CIFAR AlexNet on the built-in dataset and write a run directory.
+    Train(TrainArgs),
+    /// Print a torchinfo-like summary of a model: shapes, parameters, MACs, receptive fields.
+    Summary {
+        /// alexnet, alexnet-paper, alexnet-paper-ungrouped or cifar
+        #[arg(long, default_value = "alexnet")]
+        model: String,
+        /// Input as CxHxW (default: the variant's nominal size, e.g. 3x224x224)
+        #[arg(long)]
+        input: Option<String>,
+        /// Layer depth: 1 shows features / avgpool / classifier, 2 every layer
+        #[arg(long, default_value_t = 2)]
+        depth: usize,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+        /// Print the architecture as an arrow diagram instead of a table
+        #[arg(long)]
+        diagram: bool,
+    },
+    /// Save the first layer's filters as a PNG, and print what the layer does to its input.
+    Filters {
+        #[arg(long, default_value = "alexnet")]
+        model: String,
+        /// torchvision-format weights (.pth or .safetensors); default: random initialisation
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        #[arg(long, default_value = "filters.png")]
+        out: PathBuf,
+    },
+    /// Write a PNG of an image next to N augmented versions of it.
+    Preview {
+        /// A pipeline file (.toml or .json), e.g. crates/augment/pipelines/cifar.toml
+        #[arg(long)]
+        pipeline: PathBuf,
+        /// A PNG or JPEG image
+        #[arg(long)]
+        image: PathBuf,
+        #[arg(long, default_value = "preview.png")]
+        out: PathBuf,
+        #[arg(short, long, default_value_t = 8)]
+        n: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Check that a device computes a convolution and its gradients like the flex CPU reference.
     CheckDevice {
         /// flex, wgpu, wgpu:cpu, wgpu:N or cuda:N[,M...]
@@ -24,8 +74,132 @@ enum Cmd {
 /// Largest difference from flex accepted as "this device works": f32 conv sums of ~360 terms.
 const TOLERANCE: f32 = 1e-3;
 
+/// Flags override the config file, which overrides the defaults.
+#[derive(Args)]
+struct TrainArgs {
+    /// A TOML or JSON file with any `TrainConfig` fields (a run's config.json repeats that run).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Where to write the run (default: runs/<unix time>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long)]
+    epochs: Option<usize>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    #[arg(long)]
+    lr: Option<f64>,
+    #[arg(long, value_enum)]
+    optimizer: Option<kindling_trainer::config::Optimizer>,
+    #[arg(long)]
+    seed: Option<u64>,
+    #[arg(long)]
+    train_size: Option<usize>,
+    #[arg(long)]
+    val_size: Option<usize>,
+    /// flex, wgpu, wgpu:cpu, wgpu:N or cuda:N
+    #[arg(long)]
+    device: Option<String>,
+    /// Train without augmentation.
+    #[arg(long)]
+    no_augment: bool,
+    /// Print only the final result.
+    #[arg(long)]
+    quiet: bool,
+}
+
+impl TrainArgs {
+    fn resolve(&self) -> Result<TrainConfig> {
+        let mut config = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config {}", path.display()))?;
+                if path.extension().is_some_and(|e| e == "json") {
+                    serde_json::from_str(&text).with_context(|| format!("in {}", path.display()))?
+                } else {
+                    toml::from_str(&text).with_context(|| format!("in {}", path.display()))?
+                }
+            }
+            None => TrainConfig::default(),
+        };
+        macro_rules! set {
+            ($($field:ident),*) => { $(if let Some(v) = &self.$field { config.$field = v.clone(); })* };
+        }
+        set!(epochs, batch_size, lr, optimizer, seed, train_size, val_size, device);
+        if self.no_augment {
+            config.augment = false;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+fn save_png(picture: &image::RgbImage, path: &std::path::Path) -> Result<()> {
+    let mut bytes = Vec::new();
+    picture.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)?;
+    kindling_trainer::run::write_atomic(path, &bytes)
+}
+
 fn main() -> Result<()> {
     match Cli::parse().command {
+        Cmd::Train(args) => {
+            let config = args.resolve()?;
+            let out = args.out.clone().unwrap_or_else(|| {
+                let secs = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or_default();
+                PathBuf::from(format!("runs/{secs}"))
+            });
+            let mut run = RunDir::create(&out, &config)?;
+            let start = std::time::Instant::now();
+            let model = kindling_trainer::train::train(&config, &mut run, args.quiet)?;
+            kindling_trainer::train::save_model(&model, &run)?;
+            let last = run.history().last().context("no epoch ran")?;
+            println!(
+                "trained {} epochs in {:.0}s: validation accuracy {:.1}%, run in {}",
+                last.epoch,
+                start.elapsed().as_secs_f64(),
+                last.val_acc * 100.0,
+                run.path().display()
+            );
+            Ok(())
+        }
+        Cmd::Summary { model, input, depth, json, diagram } => {
+            let net = inspect::model(&model, None)?;
+            let shape = match input {
+                Some(text) => inspect::input_shape(&text)?,
+                None => inspect::default_input(&net),
+            };
+            let summary = net.summary(shape, depth)?;
+            if json {
+                println!("{}", summary.to_json());
+            } else if diagram {
+                println!("{}", summary.diagram());
+            } else {
+                println!("{summary}");
+            }
+            Ok(())
+        }
+        Cmd::Filters { model, weights, out } => {
+            let net = inspect::model(&model, weights.as_deref())?;
+            let summary = net.summary(inspect::default_input(&net), 2)?;
+            if let Some(first) = summary.layers.iter().find(|l| l.name == "features.0") {
+                println!("{}", inspect::describe_first_layer(first, summary.input_shape));
+            }
+            save_png(&inspect::filters(&net)?, &out)?;
+            println!("wrote {}", out.display());
+            Ok(())
+        }
+        Cmd::Preview { pipeline, image, out, n, seed } => {
+            let transform = kindling_augment::Transform::from_path(&pipeline)?;
+            let picture = image::open(&image)
+                .with_context(|| format!("cannot read image {}", image.display()))?
+                .to_rgb8();
+            save_png(&inspect::preview(&transform, &picture, n, seed)?, &out)?;
+            println!("wrote {} (original, then {n} augmented)", out.display());
+            Ok(())
+        }
         Cmd::CheckDevice { device } => {
             let mut failed = false;
             for (i, dev) in parse_devices(&device)?.iter().enumerate() {

@@ -4,7 +4,8 @@ use crate::buffer::{Image, Pixel};
 use crate::error::{AugmentError, Result};
 
 /// How [`pad`] fills the border (torchvision's `padding_mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PaddingMode {
     /// The `fill` value of [`pad`].
     Constant,

@@ -17,6 +17,7 @@ pub use geometry::{
 pub use mix::{MixBox, Mixed, cutmix, mixup};
 pub use resize::{CropBox, Interpolation, resize, resized_crop};
 pub use rotate::rotate;
+pub(crate) use rotate::rotate_nearest_map;
 
 /// ImageNet channel means, the usual `normalize` parameters.
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];

@@ -1,11 +1,14 @@
 //! Resizing, following torch's CPU `interpolate` kernels as torchvision v2 calls them.
 
+use std::any::Any;
+
 use crate::buffer::{Image, Pixel};
 use crate::error::{AugmentError, Result};
 use crate::functional::geometry::{check_box, crop};
 
 /// Resampling filter (torchvision's `InterpolationMode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Interpolation {
     /// torch's legacy `nearest` (not `nearest-exact`).
     Nearest,
@@ -41,34 +44,54 @@ pub fn resize<T: Pixel>(
     match interpolation {
         Interpolation::Nearest => resize_nearest(img, out_h, out_w),
         Interpolation::Bilinear => {
-            let [c, h, w] = img.shape();
-            let mut out = img.clone();
-            // Horizontal pass first, then vertical, each skipped when its size is unchanged: the
-            // order matters for u8, which is rounded to u8 between the passes.
-            if out_w != w {
-                let taps = AxisTaps::bilinear(w, out_w, antialias);
-                let src = out.as_slice();
-                let mut data = Vec::with_capacity(c * h * out_w);
-                for row in src.chunks_exact(w) {
-                    data.extend((0..out_w).map(|x| taps.apply(x, |k| row[k])));
-                }
-                out = Image::from_vec_unchecked(data, c, h, out_w);
+            let full = CropBox {
+                top: 0,
+                left: 0,
+                height: img.height(),
+                width: img.width(),
+            };
+            if let Some(out) = fast_u8(img, full, size, antialias) {
+                return Ok(out);
             }
-            if out_h != h {
-                let taps = AxisTaps::bilinear(h, out_h, antialias);
-                let cur_w = out.width();
-                let src = out.as_slice();
-                let mut data = Vec::with_capacity(c * out_h * cur_w);
-                for plane in src.chunks_exact(h * cur_w) {
-                    for y in 0..out_h {
-                        data.extend((0..cur_w).map(|x| taps.apply(y, |k| plane[k * cur_w + x])));
-                    }
-                }
-                out = Image::from_vec_unchecked(data, c, out_h, cur_w);
-            }
-            Ok(out)
+            resize_bilinear_generic(img, out_h, out_w, antialias)
         }
     }
+}
+
+/// The bilinear resize for any pixel type, one output value at a time (the reference for the
+/// fixed-point u8 fast path, [`bilinear_u8`]).
+fn resize_bilinear_generic<T: Pixel>(
+    img: &Image<T>,
+    out_h: usize,
+    out_w: usize,
+    antialias: bool,
+) -> Result<Image<T>> {
+    let [c, h, w] = img.shape();
+    let mut out = img.clone();
+    // Horizontal pass first, then vertical, each skipped when its size is unchanged: the
+    // order matters for u8, which is rounded to u8 between the passes.
+    if out_w != w {
+        let taps = AxisTaps::bilinear(w, out_w, antialias);
+        let src = out.as_slice();
+        let mut data = Vec::with_capacity(c * h * out_w);
+        for row in src.chunks_exact(w) {
+            data.extend((0..out_w).map(|x| taps.apply(x, |k| row[k])));
+        }
+        out = Image::from_vec_unchecked(data, c, h, out_w);
+    }
+    if out_h != h {
+        let taps = AxisTaps::bilinear(h, out_h, antialias);
+        let cur_w = out.width();
+        let src = out.as_slice();
+        let mut data = Vec::with_capacity(c * out_h * cur_w);
+        for plane in src.chunks_exact(h * cur_w) {
+            for y in 0..out_h {
+                data.extend((0..cur_w).map(|x| taps.apply(y, |k| plane[k * cur_w + x])));
+            }
+        }
+        out = Image::from_vec_unchecked(data, c, out_h, cur_w);
+    }
+    Ok(out)
 }
 
 /// Crops `crop_box` and resizes the crop to `size` (`[height, width]`).
@@ -86,12 +109,202 @@ pub fn resized_crop<T: Pixel>(
         width,
     } = crop_box;
     check_box("resized_crop", img, top, left, height, width)?;
+    if interpolation == Interpolation::Bilinear
+        && size[0] > 0
+        && size[1] > 0
+        && let Some(out) = fast_u8(img, crop_box, size, antialias)
+    {
+        return Ok(out);
+    }
     resize(
         &crop(img, top, left, height, width)?,
         size,
         interpolation,
         antialias,
     )
+}
+
+/// [`bilinear_u8`] for u8 images; `None` for f32.
+fn fast_u8<T: Pixel>(
+    img: &Image<T>,
+    crop_box: CropBox,
+    size: [usize; 2],
+    antialias: bool,
+) -> Option<Image<T>> {
+    let img = (img as &dyn Any).downcast_ref::<Image<u8>>()?;
+    let out: Box<dyn Any> = Box::new(bilinear_u8(img, crop_box, size, antialias));
+    out.downcast::<Image<T>>().ok().map(|b| *b)
+}
+
+/// Bilinear resize of the `crop_box` region of a u8 image to `[out_h, out_w]`, with torch's
+/// fixed-point u8 kernel: bit-identical to [`resize_bilinear_generic`] on the cropped image
+/// (horizontal pass, rounded to u8, then vertical pass; a pass is skipped when its size is
+/// unchanged), but with fixed-length tap rows the compiler unrolls, i32 accumulators and a
+/// vertical pass that runs along whole rows. The box must lie inside the image.
+pub(crate) fn bilinear_u8(
+    img: &Image<u8>,
+    crop_box: CropBox,
+    [out_h, out_w]: [usize; 2],
+    antialias: bool,
+) -> Image<u8> {
+    let [c, h, w] = img.shape();
+    let CropBox {
+        top,
+        left,
+        height,
+        width,
+    } = crop_box;
+    let src = img.as_slice();
+    let rows = |ch: usize| (0..height).map(move |y| (ch * h + top + y) * w + left);
+    let mut hbuf = vec![0u8; c * height * out_w];
+    if out_w != width {
+        let taps = FixedTaps::new(&AxisTaps::bilinear(width, out_w, antialias), width);
+        let starts: Vec<usize> = (0..c).flat_map(rows).collect();
+        // Blocks of rows share each output position's taps (kept in registers).
+        for (block, out) in starts
+            .chunks(ROW_BLOCK)
+            .zip(hbuf.chunks_mut(ROW_BLOCK * out_w))
+        {
+            let rows: Vec<&[u8]> = block.iter().map(|&s| &src[s..s + width]).collect();
+            taps.apply_rows(&rows, out);
+        }
+    } else {
+        let mut out_rows = hbuf.chunks_exact_mut(out_w);
+        for ch in 0..c {
+            for (start, out) in rows(ch).zip(&mut out_rows) {
+                out.copy_from_slice(&src[start..start + width]);
+            }
+        }
+    }
+    if out_h == height {
+        return Image::from_vec_unchecked(hbuf, c, height, out_w);
+    }
+    let taps = AxisTaps::bilinear(height, out_h, antialias);
+    let round = taps.round();
+    let mut out = vec![0u8; c * out_h * out_w];
+    let mut acc = vec![0i32; out_w];
+    let mut out_rows = out.chunks_exact_mut(out_w);
+    for plane in hbuf.chunks_exact(height * out_w) {
+        for (y, out_row) in (0..out_h).zip(&mut out_rows) {
+            acc.fill(round);
+            let (s, n) = (taps.start[y], taps.len[y]);
+            let wts = &taps.weights_i[y * taps.stride..y * taps.stride + n];
+            for (k, &wt) in wts.iter().enumerate() {
+                let row = &plane[(s + k) * out_w..(s + k + 1) * out_w];
+                // 16-bit operands (torch's int16 weights): 16x16-bit vector multiplies.
+                let wt = i16::try_from(wt).unwrap_or(i16::MAX);
+                for (a, &v) in acc.iter_mut().zip(row) {
+                    *a += i32::from(i16::from(v)) * i32::from(wt);
+                }
+            }
+            for (o, &a) in out_row.iter_mut().zip(&acc) {
+                *o = (a >> taps.precision).min(255) as u8;
+            }
+        }
+    }
+    Image::from_vec_unchecked(out, c, out_h, out_w)
+}
+
+/// Rows filtered together by the horizontal pass of [`bilinear_u8`].
+///
+/// In both passes the accumulators are non-negative (the triangle filter's weights are), so
+/// only the upper clamp of torch's `clamp(0, 255)` can bind.
+const ROW_BLOCK: usize = 8;
+
+/// Integer taps of one axis rearranged to the same length `k` for every output position: the
+/// window start is moved left where needed to stay inside the input, and the weights are
+/// shifted to match (padded with zeros), so no output reads past the row.
+#[derive(Debug)]
+struct FixedTaps {
+    k: usize,
+    start: Vec<usize>,
+    /// torch's u8 kernel keeps its weights below 2^15 (int16).
+    weights: Vec<i16>,
+    precision: u32,
+    round: i32,
+}
+
+impl FixedTaps {
+    fn new(taps: &AxisTaps, input: usize) -> Self {
+        let k = taps.len.iter().copied().max().unwrap_or(1).clamp(1, input);
+        // A multiple of 4 taps (zero-padded) where the row is long enough: whole vectors.
+        let k = if k.next_multiple_of(4) <= input {
+            k.next_multiple_of(4)
+        } else {
+            k
+        };
+        let n_out = taps.start.len();
+        let mut start = Vec::with_capacity(n_out);
+        let mut weights = vec![0i16; n_out * k];
+        for i in 0..n_out {
+            let (s, n) = (taps.start[i], taps.len[i]);
+            let s2 = s.min(input - k);
+            let shift = s - s2;
+            for j in 0..n {
+                let wt = taps.weights_i[i * taps.stride + j];
+                weights[i * k + shift + j] = i16::try_from(wt).unwrap_or(i16::MAX);
+            }
+            start.push(s2);
+        }
+        Self {
+            k,
+            start,
+            weights,
+            precision: taps.precision,
+            round: taps.round(),
+        }
+    }
+
+    /// Filters each of `rows` (at most [`ROW_BLOCK`]) into the matching `out` row of
+    /// `self.start.len()` values, output position by output position.
+    fn apply_rows(&self, rows: &[&[u8]], out: &mut [u8]) {
+        macro_rules! fixed {
+            ($($k:literal)*) => {
+                match self.k {
+                    $($k => self.rows_k::<$k>(rows, out),)*
+                    _ => self.rows_dyn(rows, out),
+                }
+            };
+        }
+        fixed!(1 2 3 4 5 6 7 8 9 10 11 12 16 20 24);
+    }
+
+    fn rows_k<const K: usize>(&self, rows: &[&[u8]], out: &mut [u8]) {
+        let n_out = self.start.len();
+        for (x, (&s, wts)) in self
+            .start
+            .iter()
+            .zip(self.weights.chunks_exact(K))
+            .enumerate()
+        {
+            let wts: [i32; K] = std::array::from_fn(|j| i32::from(wts[j]));
+            for (row, o) in rows.iter().zip(out[x..].iter_mut().step_by(n_out)) {
+                let px: &[u8; K] = row[s..s + K].try_into().unwrap_or(&[0; K]);
+                let mut acc = self.round;
+                for j in 0..K {
+                    acc += i32::from(px[j]) * wts[j];
+                }
+                *o = (acc >> self.precision).min(255) as u8;
+            }
+        }
+    }
+
+    fn rows_dyn(&self, rows: &[&[u8]], out: &mut [u8]) {
+        let (k, n_out) = (self.k, self.start.len());
+        for (row, out) in rows.iter().zip(out.chunks_exact_mut(n_out)) {
+            for ((o, &s), wts) in out
+                .iter_mut()
+                .zip(&self.start)
+                .zip(self.weights.chunks_exact(k))
+            {
+                let mut acc = self.round;
+                for (&p, &wt) in row[s..s + k].iter().zip(wts) {
+                    acc += i32::from(p) * i32::from(wt);
+                }
+                *o = (acc >> self.precision).min(255) as u8;
+            }
+        }
+    }
 }
 
 fn resize_nearest<T: Pixel>(img: &Image<T>, out_h: usize, out_w: usize) -> Result<Image<T>> {
@@ -200,6 +413,15 @@ impl AxisTaps {
         }
     }
 
+    /// The fixed-point rounding term: one half in `precision` fractional bits.
+    fn round(&self) -> i32 {
+        if self.precision > 0 {
+            1 << (self.precision - 1)
+        } else {
+            0
+        }
+    }
+
     /// The filtered value at output position `i`; `src(k)` reads input position `k`.
     fn apply<T: Pixel>(&self, i: usize, src: impl Fn(usize) -> T) -> T {
         let (s, n) = (self.start[i], self.len[i]);
@@ -234,6 +456,30 @@ mod tests {
         let img = Image::<u8>::from_chw((0..48).collect(), 3, 4, 4).expect("valid");
         for interp in [Interpolation::Nearest, Interpolation::Bilinear] {
             assert_eq!(resize(&img, [4, 4], interp, true).expect("ok"), img);
+        }
+    }
+
+    #[test]
+    fn u8_fast_path_equals_generic() {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let (h, w) = (61, 83);
+        let data: Vec<u8> = (0..3 * h * w).map(|_| rng.random()).collect();
+        let img = Image::<u8>::from_chw(data, 3, h, w).expect("valid");
+        for _ in 0..300 {
+            let height = rng.random_range(1..=h);
+            let width = rng.random_range(1..=w);
+            let b = CropBox {
+                top: rng.random_range(0..=h - height),
+                left: rng.random_range(0..=w - width),
+                height,
+                width,
+            };
+            let size = [rng.random_range(1..90), rng.random_range(1..90)];
+            let aa = rng.random::<bool>();
+            let cropped = crop(&img, b.top, b.left, b.height, b.width).expect("ok");
+            let want = resize_bilinear_generic(&cropped, size[0], size[1], aa).expect("ok");
+            assert_eq!(bilinear_u8(&img, b, size, aa), want, "{b:?} {size:?} {aa}");
         }
     }
 

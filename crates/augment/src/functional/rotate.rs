@@ -123,6 +123,76 @@ pub fn rotate<T: Pixel>(
     Ok(Image::from_vec_unchecked(data, c, out_h, out_w))
 }
 
+/// For nearest rotation about the centre without `expand`, of an `h x w` image that is first
+/// mirrored left to right if `flip`: the source index `y * w + x` (in the unmirrored image) of
+/// every output pixel, row-major, or `u32::MAX` where [`rotate`] takes the fill value. The
+/// coordinates are computed with exactly the f32 operations of [`rotate`], including its
+/// exact paths for multiples of 90°. `angle` must be finite.
+pub(crate) fn rotate_nearest_map(h: usize, w: usize, angle: f64, flip: bool) -> Vec<u32> {
+    let src = |y: usize, x: usize| (y * w + if flip { w - 1 - x } else { x }) as u32;
+    let angle = angle.rem_euclid(360.0);
+    // (h, w, y, x) -> source (y, x) of the exact paths.
+    type Exact = fn(usize, usize, usize, usize) -> (usize, usize);
+    let exact: Option<Exact> = if angle == 0.0 {
+        Some(|_, _, y, x| (y, x))
+    } else if angle == 180.0 {
+        Some(|h, w, y, x| (h - 1 - y, w - 1 - x))
+    } else if h == w && angle == 90.0 {
+        Some(|_, w, y, x| (x, w - 1 - y))
+    } else if h == w && angle == 270.0 {
+        Some(|h, _, y, x| (h - 1 - x, y))
+    } else {
+        None
+    };
+    let mut map = Vec::with_capacity(h * w);
+    if let Some(pos) = exact {
+        for y in 0..h {
+            for x in 0..w {
+                let (sy, sx) = pos(h, w, y, x);
+                map.push(src(sy, sx));
+            }
+        }
+        return map;
+    }
+    let rot = (-angle).to_radians();
+    let (sin, cos) = rot.sin_cos();
+    let theta = [cos, sin, 0.0, -sin, cos, 0.0].map(|v| v as f32);
+    let (half_w, half_h) = (0.5 * w as f32, 0.5 * h as f32);
+    let rx = [theta[0] / half_w, theta[1] / half_w, theta[2] / half_w];
+    let ry = [theta[3] / half_h, theta[4] / half_h, theta[5] / half_h];
+    let (wi, hi) = (w as i32, h as i32);
+    map.resize(h * w, 0);
+    let cx = (w as f32 - 1.0) * 0.5;
+    // The column term of the index: x, or w - 1 - x for the mirrored image.
+    let (x_base, x_sign) = if flip { (w as i32 - 1, -1) } else { (0, 1) };
+    for (oy, row) in map.chunks_exact_mut(w).enumerate() {
+        let by = oy as f32 - (h as f32 - 1.0) * 0.5;
+        // Same operations and order as `rotate`: (bx * r0 + by * r1) + r2.
+        let (tx, ty) = (by * rx[1], by * ry[1]);
+        for (ox, m) in row.iter_mut().enumerate() {
+            let bx = ox as f32 - cx;
+            let gx = bx * rx[0] + tx + rx[2];
+            let gy = bx * ry[0] + ty + ry[2];
+            let (ix, ok_x) = round_even_i32((gx + 1.0) * half_w - 0.5);
+            let (iy, ok_y) = round_even_i32((gy + 1.0) * half_h - 0.5);
+            let inside = ok_x && ok_y && ix >= 0 && iy >= 0 && ix < wi && iy < hi;
+            let idx = iy * wi + x_base + x_sign * ix;
+            *m = if inside { idx as u32 } else { u32::MAX };
+        }
+    }
+    map
+}
+
+/// `(x.round_ties_even() as i32, true)` for `|x| < 2^22`, `(_, false)` otherwise (then `x` is
+/// outside any image, NaN included): the integer is read from the bits of `x + 1.5 * 2^23`,
+/// whose unit in the last place is 1, so that the loop vectorises without conversions.
+fn round_even_i32(x: f32) -> (i32, bool) {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
+    let ok = x.abs() < 4_194_304.0;
+    let i = (x + MAGIC).to_bits() as i32 - MAGIC.to_bits() as i32;
+    (i, ok)
+}
+
 /// Samples every channel at pixel coordinate `(ix, iy)` with zero padding into `out`; returns
 /// the same sample of an all-ones mask (the fraction of the footprint inside the image).
 fn sample<T: Pixel>(
@@ -242,6 +312,49 @@ mod tests {
         .expect("ok");
         assert_eq!(out.get(0, 1, 1), img.get(0, 1, 1));
         assert_eq!(out.get(0, 0, 0), img.get(0, 2, 2));
+    }
+
+    #[test]
+    fn nearest_map_matches_rotate() {
+        for (h, w) in [(24, 24), (17, 30), (9, 9)] {
+            let n = h * w;
+            let img =
+                Image::<f32>::from_chw((0..n).map(|v| v as f32).collect(), 1, h, w).expect("valid");
+            for angle in [
+                0.0, 7.5, -15.0, 14.999, 45.0, 90.0, 180.0, 270.0, -90.0, 333.3,
+            ] {
+                for flip in [false, true] {
+                    let mut src = img.clone();
+                    if flip {
+                        crate::functional::horizontal_flip_in_place(&mut src);
+                    }
+                    let rotated = rotate(
+                        &src,
+                        angle,
+                        Interpolation::Nearest,
+                        false,
+                        None,
+                        Some(&[-1.0]),
+                    )
+                    .expect("ok");
+                    let map = rotate_nearest_map(h, w, angle, flip);
+                    let want: Vec<f32> = map
+                        .iter()
+                        .map(|&m| if m == u32::MAX { -1.0 } else { m as f32 })
+                        .collect();
+                    assert_eq!(rotated.as_slice(), &want[..], "{h}x{w} {angle} {flip}");
+                }
+            }
+        }
+        for x in [
+            -2.5f32, -0.5, 0.5, 1.5, 2.5, 3.4999, 223.5, -0.49, 1e7, -1e7,
+        ] {
+            let (i, ok) = round_even_i32(x);
+            assert_eq!(ok, x.abs() < 4_194_304.0);
+            if ok {
+                assert_eq!(i, x.round_ties_even() as i32, "{x}");
+            }
+        }
     }
 
     #[test]

@@ -1,3 +1,7 @@
 //! Integration tests of kindling-augment.
 
+mod config;
 mod conformance;
+mod fused;
+mod properties;
+mod transforms;

@@ -1,0 +1,99 @@
+//! Throughput of the canonical pipelines (images/s), single-threaded and over a rayon batch.
+//!
+//! Inputs are the conformance photos (`$KINDLING_AUGMENT_REFERENCE/images`, default
+//! `/work/shared/conformance/augment/images`): P1 = CIFAR pipeline on 32x32 RGB u8, P2 =
+//! ImageNet pipeline on 500x375 photos (both to normalised f32 CHW). `*/op_by_op` runs the
+//! same transforms without the fused path (nested in an inner `Compose`), for comparison.
+//! Each iteration uses the next sample index, so the random parameters vary as in training.
+
+use std::hint::black_box;
+use std::path::PathBuf;
+
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
+use kindling_augment::{Augment, Compose, Image, Transform, apply_batch, pipelines};
+
+fn images(suffix: &str) -> Vec<Image<u8>> {
+    let dir = std::env::var_os("KINDLING_AUGMENT_REFERENCE")
+        .map_or_else(
+            || PathBuf::from("/work/shared/conformance/augment"),
+            PathBuf::from,
+        )
+        .join("images");
+    ["astronaut", "chelsea", "coffee"]
+        .iter()
+        .map(|name| {
+            let path = dir.join(format!("{name}_{suffix}.png"));
+            let rgb = image::open(&path)
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "cannot read benchmark input {} ({e}); set KINDLING_AUGMENT_REFERENCE \
+                         to the conformance folder",
+                        path.display()
+                    )
+                })
+                .to_rgb8();
+            Image::try_from(&rgb).expect("non-empty image")
+        })
+        .collect()
+}
+
+/// The same transforms with the random ones nested in an inner `Compose`: no fused path.
+fn op_by_op(p: &Compose) -> Compose {
+    let n = p.transforms.len() - 2;
+    let mut t = vec![Transform::from(Compose::new(p.transforms[..n].to_vec()))];
+    t.extend(p.transforms[n..].iter().cloned());
+    Compose::new(t)
+}
+
+fn single(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, p: &Compose, imgs: &[Image<u8>]) {
+    g.throughput(Throughput::Elements(1));
+    let mut i = 0u64;
+    g.bench_function(name, |b| {
+        b.iter(|| {
+            let img = imgs[(i % imgs.len() as u64) as usize].clone();
+            i += 1;
+            black_box(p.apply_seeded(img, 7, 0, i).expect("pipeline runs"))
+        })
+    });
+}
+
+fn batch(g: &mut BenchmarkGroup<'_, WallTime>, p: &Compose, imgs: &[Image<u8>], n: usize) {
+    let batch: Vec<Image<u8>> = imgs.iter().cycle().take(n).cloned().collect();
+    g.throughput(Throughput::Elements(n as u64));
+    let mut epoch = 0u64;
+    g.bench_function(format!("rayon_batch{n}"), |b| {
+        b.iter(|| {
+            epoch += 1;
+            black_box(apply_batch(p, &batch, 7, epoch, 0).expect("pipeline runs"))
+        })
+    });
+}
+
+fn bench(c: &mut Criterion) {
+    let small = images("32x32");
+    let p1 = pipelines::cifar();
+    let mut g = c.benchmark_group("p1_cifar_32");
+    single(&mut g, "single", &p1, &small);
+    single(&mut g, "op_by_op", &op_by_op(&p1), &small);
+    batch(&mut g, &p1, &small, 256);
+    g.finish();
+
+    let big = images("500x375");
+    let p2 = pipelines::imagenet();
+    let mut g = c.benchmark_group("p2_imagenet_500x375");
+    single(&mut g, "single", &p2, &big);
+    single(&mut g, "op_by_op", &op_by_op(&p2), &big);
+    batch(&mut g, &p2, &big, 32);
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(20)
+        .warm_up_time(std::time::Duration::from_secs(1))
+        .measurement_time(std::time::Duration::from_secs(3));
+    targets = bench
+}
+criterion_main!(benches);

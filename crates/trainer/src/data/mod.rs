@@ -1,0 +1,3 @@
+//! Datasets the trainer can read.
+
+pub mod synthetic;
