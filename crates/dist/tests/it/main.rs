@@ -1,0 +1,7 @@
+//! Integration tests of kindling-dist, in one binary because every burn-linked test binary
+//! takes long to link.
+
+mod common;
+mod ddp;
+mod failures;
+mod tensors;
