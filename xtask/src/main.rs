@@ -136,10 +136,22 @@ fn ci(skip_tests: bool) -> Result<()> {
     ]))?;
     // burn's CUDA backend downloads LLVM in a build script; DOCS_RS=1 skips the download so the
     // CUDA code still type-checks on a machine without network access (it cannot link).
-    let mut cuda = cargo(&["check", "--workspace", "--all-targets", "--features", "cuda"]);
+    let mut cuda = cargo(&[
+        "check",
+        "--workspace",
+        "--all-targets",
+        "--features",
+        "cuda",
+    ]);
     cuda.env("DOCS_RS", "1");
     run(cuda)?;
-    let mut doc = cargo(&["doc", "--workspace", "--no-deps", "--features", TEST_FEATURES]);
+    let mut doc = cargo(&[
+        "doc",
+        "--workspace",
+        "--no-deps",
+        "--features",
+        TEST_FEATURES,
+    ]);
     doc.env("RUSTDOCFLAGS", "-D warnings");
     run(doc)?;
     run(cargo(&[
@@ -204,7 +216,11 @@ fn kindling_executable(messages: &[u8]) -> Option<PathBuf> {
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "kindling")
-        .filter(|m| m["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "bin")))
+        .filter(|m| {
+            m["target"]["kind"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == "bin"))
+        })
         .find_map(|m| m["executable"].as_str().map(PathBuf::from))
 }
 

@@ -58,7 +58,10 @@ fn violations(metadata: &Value) -> Vec<String> {
             }
         }
         for forbidden in forbidden_in_closure(&name) {
-            if closure(metadata, id).iter().any(|dep| name_of(dep) == *forbidden) {
+            if closure(metadata, id)
+                .iter()
+                .any(|dep| name_of(dep) == *forbidden)
+            {
                 out.push(format!(
                     "{name} pulls in {forbidden}: xtask must stay free of burn"
                 ));
@@ -113,7 +116,11 @@ mod tests {
     #[test]
     fn dependency_arrows_point_one_way() {
         let found = violations(&workspace_metadata());
-        assert!(found.is_empty(), "architecture violations:\n{}", found.join("\n"));
+        assert!(
+            found.is_empty(),
+            "architecture violations:\n{}",
+            found.join("\n")
+        );
     }
 
     /// A synthetic graph proves the check can fail: each forbidden arrow is reported.

@@ -76,8 +76,8 @@ mod fast;
 pub mod functional;
 pub mod pipelines;
 mod seed;
-pub mod transforms;
 mod tensor;
+pub mod transforms;
 
 pub use batch::{Batch, apply_batch};
 pub use buffer::{Image, Pixel};

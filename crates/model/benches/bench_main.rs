@@ -11,7 +11,9 @@ use kindling_model::AlexNetConfig;
 
 /// A deterministic batch, so the benchmark never touches the backend RNG for its inputs.
 fn batch(n: usize, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
-    let x: Vec<f32> = (0..n * 3 * 32 * 32).map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5).collect();
+    let x: Vec<f32> = (0..n * 3 * 32 * 32)
+        .map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5)
+        .collect();
     let y: Vec<i64> = (0..n as i64).map(|i| i % 10).collect();
     (
         Tensor::from_data(TensorData::new(x, [n, 3, 32, 32]), device),

@@ -70,10 +70,14 @@ pub enum ModelError {
     #[error("{layer} is a {kind}, not a Conv2d: it has no filters")]
     NotAConvolution { layer: String, kind: &'static str },
     /// Filters can be drawn as colour images only when they have three input channels.
-    #[error("{layer} has {channels} input channels per filter; only 3-channel (RGB) filters can be drawn in colour")]
+    #[error(
+        "{layer} has {channels} input channels per filter; only 3-channel (RGB) filters can be drawn in colour"
+    )]
     NotRgbFilters { layer: String, channels: usize },
     /// An activation picture was asked for a layer whose output is not a feature map.
-    #[error("{layer} outputs a {shape} matrix, not a feature map; pick a features.* or avgpool layer")]
+    #[error(
+        "{layer} outputs a {shape} matrix, not a feature map; pick a features.* or avgpool layer"
+    )]
     NotSpatial { layer: String, shape: String },
     /// A batch index past the batch.
     #[error("sample {index} is out of range for a batch of {batch}")]
@@ -135,7 +139,10 @@ impl fmt::Display for StateDictMismatch {
             write!(f, "\n  unexpected keys: {}", self.unexpected.join(", "))?;
         }
         for (key, expected, found) in &self.mismatched {
-            write!(f, "\n  shape mismatch for {key}: expected {expected:?}, found {found:?}")?;
+            write!(
+                f,
+                "\n  shape mismatch for {key}: expected {expected:?}, found {found:?}"
+            )?;
         }
         for other in &self.other {
             write!(f, "\n  {other}")?;

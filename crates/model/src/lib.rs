@@ -26,10 +26,8 @@ mod weights;
 pub use error::{ModelError, StateDictMismatch, WeightError, WeightFormat};
 pub use model::{
     Activation, AlexNet, AlexNetConfig, Captured, ClassifierLayer, FeatureLayer, LayerId,
-    LayerKind, LayerRef, LayerSpec, Variant,
+    LayerKind, LayerRef, LayerSpec, Variant, WeightInit,
 };
 pub use summary::{LayerSummary, ModelSummary, ReceptiveField};
-pub use visualize::{
-    FilterStats, GridOptions, activation_grid, filter_grid, image_to_tensor,
-};
+pub use visualize::{FilterStats, GridOptions, activation_grid, filter_grid, image_to_tensor};
 pub use weights::{LoadOptions, LoadReport, WeightSource};

@@ -2,10 +2,9 @@
 
 use burn::config::Config;
 use burn::module::Module;
+use burn::nn::Initializer;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::pool::{
-    AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig,
-};
+use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{
     Dropout, DropoutConfig, Linear, LinearConfig, LocalResponseNorm, LocalResponseNormConfig,
     PaddingConfig2d, Relu,
@@ -27,6 +26,19 @@ pub enum Variant {
     /// The network of Krizhevsky et al. (2012): 96-256-384-384-256 convolutions with local
     /// response normalisation and, optionally, the two-GPU grouped convolutions; 227x227 input.
     Paper,
+}
+
+/// How fresh weights are drawn.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum WeightInit {
+    /// PyTorch's default (`kaiming_uniform(a=sqrt(5))`, what torchvision's AlexNet uses): small
+    /// weights, so an AlexNet without normalisation layers starts slowly.
+    Torch,
+    /// He initialisation as torchvision's VGG and ResNet use it: convolutions
+    /// `kaiming_normal(mode="fan_out", nonlinearity="relu")`, linear layers `normal(0, 0.01)`,
+    /// biases zero. Keeps activations from vanishing through the ReLU stack, so training starts
+    /// learning within the first steps.
+    Kaiming,
 }
 
 impl Variant {
@@ -64,6 +76,9 @@ pub struct AlexNetConfig {
     /// two-GPU network did. Ignored by the other variants.
     #[config(default = true)]
     pub grouped: bool,
+    /// How fresh weights are drawn (loaded weights replace them).
+    #[config(default = "WeightInit::Torch")]
+    pub init: WeightInit,
 }
 
 impl AlexNetConfig {
@@ -171,17 +186,29 @@ impl AlexNetConfig {
         };
         let classifier = vec![
             K::Dropout { p: self.dropout },
-            K::Linear { in_features: flat, out_features: hidden },
+            K::Linear {
+                in_features: flat,
+                out_features: hidden,
+            },
             K::Relu,
             K::Dropout { p: self.dropout },
-            K::Linear { in_features: hidden, out_features: hidden },
+            K::Linear {
+                in_features: hidden,
+                out_features: hidden,
+            },
             K::Relu,
-            K::Linear { in_features: hidden, out_features: self.num_classes },
+            K::Linear {
+                in_features: hidden,
+                out_features: self.num_classes,
+            },
         ];
         let mut specs: Vec<LayerSpec> = features
             .into_iter()
             .enumerate()
-            .map(|(i, kind)| LayerSpec { name: format!("features.{i}"), kind })
+            .map(|(i, kind)| LayerSpec {
+                name: format!("features.{i}"),
+                kind,
+            })
             .collect();
         if avgpool {
             specs.push(LayerSpec {
@@ -193,7 +220,10 @@ impl AlexNetConfig {
             classifier
                 .into_iter()
                 .enumerate()
-                .map(|(i, kind)| LayerSpec { name: format!("classifier.{i}"), kind }),
+                .map(|(i, kind)| LayerSpec {
+                    name: format!("classifier.{i}"),
+                    kind,
+                }),
         );
         specs
     }
@@ -205,10 +235,12 @@ impl AlexNetConfig {
         let mut classifier = Vec::new();
         for spec in self.layer_specs() {
             match spec.stage() {
-                Stage::Features => features.push(FeatureLayer::from_kind(&spec.kind, device)),
+                Stage::Features => {
+                    features.push(FeatureLayer::from_kind(&spec.kind, self.init, device))
+                }
                 Stage::AvgPool => avgpool = Some(AdaptiveAvgPool2dConfig::new([6, 6]).init()),
                 Stage::Classifier => {
-                    classifier.push(ClassifierLayer::from_kind(&spec.kind, device))
+                    classifier.push(ClassifierLayer::from_kind(&spec.kind, self.init, device))
                 }
             }
         }
@@ -240,13 +272,21 @@ pub enum LayerKind {
     /// Max pooling without padding.
     MaxPool2d { kernel: usize, stride: usize },
     /// Local response normalisation across channels, PyTorch's convention.
-    LocalResponseNorm { size: usize, alpha: f64, beta: f64, k: f64 },
+    LocalResponseNorm {
+        size: usize,
+        alpha: f64,
+        beta: f64,
+        k: f64,
+    },
     /// Adaptive average pooling to a square output.
     AdaptiveAvgPool2d { output: usize },
     /// Dropout.
     Dropout { p: f64 },
     /// Fully connected layer (with bias).
-    Linear { in_features: usize, out_features: usize },
+    Linear {
+        in_features: usize,
+        out_features: usize,
+    },
 }
 
 impl LayerKind {
@@ -267,14 +307,32 @@ impl LayerKind {
     /// (`3→64`, `groups 2`, `p=0.5`).
     pub fn detail(&self) -> String {
         match *self {
-            LayerKind::Conv2d { in_channels, out_channels, groups: 1, .. } => {
+            LayerKind::Conv2d {
+                in_channels,
+                out_channels,
+                groups: 1,
+                ..
+            } => {
                 format!("{in_channels}→{out_channels}")
             }
-            LayerKind::Conv2d { in_channels, out_channels, groups, .. } => {
+            LayerKind::Conv2d {
+                in_channels,
+                out_channels,
+                groups,
+                ..
+            } => {
                 format!("{in_channels}→{out_channels}, groups {groups}")
             }
-            LayerKind::Linear { in_features, out_features } => format!("{in_features}→{out_features}"),
-            LayerKind::LocalResponseNorm { size, alpha, beta, k } => {
+            LayerKind::Linear {
+                in_features,
+                out_features,
+            } => format!("{in_features}→{out_features}"),
+            LayerKind::LocalResponseNorm {
+                size,
+                alpha,
+                beta,
+                k,
+            } => {
                 format!("size {size}, α {alpha}, β {beta}, k {k}")
             }
             LayerKind::AdaptiveAvgPool2d { output } => format!("→{output}x{output}"),
@@ -286,11 +344,23 @@ impl LayerKind {
     /// Parameter tensors in PyTorch's layout, as `(suffix, shape)`.
     pub fn torch_parameters(&self) -> Vec<(&'static str, Vec<usize>)> {
         match *self {
-            LayerKind::Conv2d { in_channels, out_channels, kernel, groups, .. } => vec![
-                ("weight", vec![out_channels, in_channels / groups, kernel, kernel]),
+            LayerKind::Conv2d {
+                in_channels,
+                out_channels,
+                kernel,
+                groups,
+                ..
+            } => vec![
+                (
+                    "weight",
+                    vec![out_channels, in_channels / groups, kernel, kernel],
+                ),
                 ("bias", vec![out_channels]),
             ],
-            LayerKind::Linear { in_features, out_features } => vec![
+            LayerKind::Linear {
+                in_features,
+                out_features,
+            } => vec![
                 ("weight", vec![out_features, in_features]),
                 ("bias", vec![out_features]),
             ],
@@ -350,29 +420,51 @@ pub enum FeatureLayer {
 }
 
 impl FeatureLayer {
-    fn from_kind(kind: &LayerKind, device: &Device) -> Self {
+    fn from_kind(kind: &LayerKind, init: WeightInit, device: &Device) -> Self {
         match *kind {
-            LayerKind::Conv2d { in_channels, out_channels, kernel, stride, padding, groups } => {
-                FeatureLayer::Conv2d(
-                    Conv2dConfig::new([in_channels, out_channels], [kernel, kernel])
-                        .with_stride([stride, stride])
-                        .with_padding(PaddingConfig2d::Explicit(padding, padding, padding, padding))
-                        .with_groups(groups)
-                        .init(device),
-                )
+            LayerKind::Conv2d {
+                in_channels,
+                out_channels,
+                kernel,
+                stride,
+                padding,
+                groups,
+            } => {
+                let mut config = Conv2dConfig::new([in_channels, out_channels], [kernel, kernel])
+                    .with_stride([stride, stride])
+                    .with_padding(PaddingConfig2d::Explicit(
+                        padding, padding, padding, padding,
+                    ))
+                    .with_groups(groups);
+                if init == WeightInit::Kaiming {
+                    config = config.with_initializer(Initializer::KaimingNormal {
+                        gain: std::f64::consts::SQRT_2,
+                        fan_out_only: true,
+                    });
+                }
+                let mut conv = config.init(device);
+                if init == WeightInit::Kaiming {
+                    conv.bias = conv.bias.map(|b| b.map(|t| t.zeros_like()));
+                }
+                FeatureLayer::Conv2d(conv)
             }
             LayerKind::MaxPool2d { kernel, stride } => FeatureLayer::MaxPool2d(
-                MaxPool2dConfig::new([kernel, kernel]).with_strides([stride, stride]).init(),
+                MaxPool2dConfig::new([kernel, kernel])
+                    .with_strides([stride, stride])
+                    .init(),
             ),
-            LayerKind::LocalResponseNorm { size, alpha, beta, k } => {
-                FeatureLayer::LocalResponseNorm(
-                    LocalResponseNormConfig::new(size)
-                        .with_alpha(alpha)
-                        .with_beta(beta)
-                        .with_k(k)
-                        .init(),
-                )
-            }
+            LayerKind::LocalResponseNorm {
+                size,
+                alpha,
+                beta,
+                k,
+            } => FeatureLayer::LocalResponseNorm(
+                LocalResponseNormConfig::new(size)
+                    .with_alpha(alpha)
+                    .with_beta(beta)
+                    .with_k(k)
+                    .init(),
+            ),
             // The specs put only these kinds in `features`.
             _ => FeatureLayer::Relu(Relu::new()),
         }
@@ -402,11 +494,25 @@ pub enum ClassifierLayer {
 }
 
 impl ClassifierLayer {
-    fn from_kind(kind: &LayerKind, device: &Device) -> Self {
+    fn from_kind(kind: &LayerKind, init: WeightInit, device: &Device) -> Self {
         match *kind {
             LayerKind::Dropout { p } => ClassifierLayer::Dropout(DropoutConfig::new(p).init()),
-            LayerKind::Linear { in_features, out_features } => {
-                ClassifierLayer::Linear(LinearConfig::new(in_features, out_features).init(device))
+            LayerKind::Linear {
+                in_features,
+                out_features,
+            } => {
+                let mut config = LinearConfig::new(in_features, out_features);
+                if init == WeightInit::Kaiming {
+                    config = config.with_initializer(Initializer::Normal {
+                        mean: 0.0,
+                        std: 0.01,
+                    });
+                }
+                let mut linear = config.init(device);
+                if init == WeightInit::Kaiming {
+                    linear.bias = linear.bias.map(|b| b.map(|t| t.zeros_like()));
+                }
+                ClassifierLayer::Linear(linear)
             }
             _ => ClassifierLayer::Relu(Relu::new()),
         }
@@ -525,7 +631,10 @@ pub struct Captured {
 impl Captured {
     /// The activation of the layer called `name`, if it was captured.
     pub fn get(&self, name: &str) -> Option<&Activation> {
-        self.activations.iter().find(|(n, _)| n == name).map(|(_, a)| a)
+        self.activations
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| a)
     }
 }
 
@@ -569,7 +678,11 @@ impl AlexNet {
                 .ok_or_else(|| ModelError::UnknownLayer {
                     name,
                     variant: self.variant(),
-                    available: specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "),
+                    available: specs
+                        .iter()
+                        .map(|s| s.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 }),
         }
     }
@@ -584,8 +697,16 @@ impl AlexNet {
         };
         let n_features = self.features.len();
         match spec.stage() {
-            Stage::Features => self.features.get(index).map(LayerRef::Feature).ok_or_else(missing),
-            Stage::AvgPool => self.avgpool.as_ref().map(LayerRef::AvgPool).ok_or_else(missing),
+            Stage::Features => self
+                .features
+                .get(index)
+                .map(LayerRef::Feature)
+                .ok_or_else(missing),
+            Stage::AvgPool => self
+                .avgpool
+                .as_ref()
+                .map(LayerRef::AvgPool)
+                .ok_or_else(missing),
             Stage::Classifier => {
                 let offset = n_features + usize::from(self.avgpool.is_some());
                 self.classifier
@@ -624,7 +745,9 @@ impl AlexNet {
             Some(pool) => pool.forward(x),
             None => x,
         };
-        self.classifier.iter().fold(x.flatten(1, 3), |x, layer| layer.forward(x))
+        self.classifier
+            .iter()
+            .fold(x.flatten(1, 3), |x, layer| layer.forward(x))
     }
 
     /// [`forward`](Self::forward) after checking the input shape.

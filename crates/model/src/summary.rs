@@ -87,8 +87,18 @@ pub(crate) struct Propagated {
 
 enum Failure {
     Channels,
-    TooSmall { layer: String, kind: &'static str, kernel: usize, at: [usize; 2] },
-    Mismatch { layer: String, got: usize, shape: String, expected: usize },
+    TooSmall {
+        layer: String,
+        kind: &'static str,
+        kernel: usize,
+        at: [usize; 2],
+    },
+    Mismatch {
+        layer: String,
+        got: usize,
+        shape: String,
+        expected: usize,
+    },
 }
 
 fn propagate_raw(config: &AlexNetConfig, input: [usize; 4]) -> Result<Vec<Propagated>, Failure> {
@@ -101,7 +111,11 @@ fn propagate_raw(config: &AlexNetConfig, input: [usize; 4]) -> Result<Vec<Propag
         return Err(Failure::Channels);
     }
     let mut shape = vec![batch, channels, height, width];
-    let mut rf = Some(ReceptiveField { size: 1, jump: 1, start: 0.5 });
+    let mut rf = Some(ReceptiveField {
+        size: 1,
+        jump: 1,
+        start: 0.5,
+    });
     let mut out = Vec::new();
     for spec in config.layer_specs() {
         let mut macs = 0u64;
@@ -125,7 +139,14 @@ fn propagate_raw(config: &AlexNetConfig, input: [usize; 4]) -> Result<Vec<Propag
             })
         };
         match spec.kind {
-            LayerKind::Conv2d { out_channels, kernel, stride, padding, groups, .. } => {
+            LayerKind::Conv2d {
+                out_channels,
+                kernel,
+                stride,
+                padding,
+                groups,
+                ..
+            } => {
                 let [h, w] = window(&shape, kernel, stride, padding)?;
                 macs = (out_channels * h * w * (shape[1] / groups) * kernel * kernel) as u64;
                 shape = vec![batch, out_channels, h, w];
@@ -155,7 +176,10 @@ fn propagate_raw(config: &AlexNetConfig, input: [usize; 4]) -> Result<Vec<Propag
                 }
                 shape = vec![batch, shape[1], output, output];
             }
-            LayerKind::Linear { in_features, out_features } => {
+            LayerKind::Linear {
+                in_features,
+                out_features,
+            } => {
                 let got: usize = shape[1..].iter().product();
                 if got != in_features {
                     return Err(Failure::Mismatch {
@@ -217,8 +241,17 @@ pub(crate) fn propagate(
     let variant = config.variant;
     let [_, channels, height, width] = input;
     propagate_raw(config, input).map_err(|failure| match failure {
-        Failure::Channels => ModelError::WrongChannels { got: channels, expected: 3, variant },
-        Failure::TooSmall { layer, kind, kernel, at } => ModelError::InputTooSmall {
+        Failure::Channels => ModelError::WrongChannels {
+            got: channels,
+            expected: 3,
+            variant,
+        },
+        Failure::TooSmall {
+            layer,
+            kind,
+            kernel,
+            at,
+        } => ModelError::InputTooSmall {
             height,
             width,
             variant,
@@ -229,7 +262,12 @@ pub(crate) fn propagate(
             at_width: at[1],
             needed: accepted_sizes(config),
         },
-        Failure::Mismatch { layer, got, shape, expected } => ModelError::InputSizeMismatch {
+        Failure::Mismatch {
+            layer,
+            got,
+            shape,
+            expected,
+        } => ModelError::InputSizeMismatch {
             height,
             width,
             variant,
@@ -244,9 +282,12 @@ pub(crate) fn propagate(
 
 fn geometry(kind: &LayerKind) -> (Option<usize>, Option<usize>, Option<usize>) {
     match *kind {
-        LayerKind::Conv2d { kernel, stride, padding, .. } => {
-            (Some(kernel), Some(stride), Some(padding))
-        }
+        LayerKind::Conv2d {
+            kernel,
+            stride,
+            padding,
+            ..
+        } => (Some(kernel), Some(stride), Some(padding)),
         LayerKind::MaxPool2d { kernel, stride } => (Some(kernel), Some(stride), Some(0)),
         _ => (None, None, None),
     }
@@ -294,10 +335,17 @@ impl AlexNet {
             });
         }
         let total_params = layers.iter().map(|l| l.params).sum();
-        let trainable_params = layers.iter().filter(|l| l.trainable).map(|l| l.params).sum();
+        let trainable_params = layers
+            .iter()
+            .filter(|l| l.trainable)
+            .map(|l| l.params)
+            .sum();
         let total_macs = layers.iter().map(|l| l.macs).sum();
         let mb = |elements: usize| elements as f64 * 4.0 / 1e6;
-        let activations: usize = layers.iter().map(|l| l.output_shape.iter().product::<usize>()).sum();
+        let activations: usize = layers
+            .iter()
+            .map(|l| l.output_shape.iter().product::<usize>())
+            .sum();
         let layers = match depth {
             0 => Vec::new(),
             1 => group(&layers),
@@ -323,7 +371,12 @@ impl AlexNet {
 fn group(layers: &[LayerSummary]) -> Vec<LayerSummary> {
     let mut out: Vec<LayerSummary> = Vec::new();
     for layer in layers {
-        let container = layer.name.split('.').next().unwrap_or(&layer.name).to_string();
+        let container = layer
+            .name
+            .split('.')
+            .next()
+            .unwrap_or(&layer.name)
+            .to_string();
         let is_leaf = container == layer.name;
         match out.last_mut() {
             Some(last) if last.name == container => {
@@ -336,8 +389,16 @@ fn group(layers: &[LayerSummary]) -> Vec<LayerSummary> {
             _ => out.push(LayerSummary {
                 index: if is_leaf { layer.index } else { None },
                 name: container,
-                kind: if is_leaf { layer.kind.clone() } else { "Sequential".into() },
-                detail: if is_leaf { layer.detail.clone() } else { String::new() },
+                kind: if is_leaf {
+                    layer.kind.clone()
+                } else {
+                    "Sequential".into()
+                },
+                detail: if is_leaf {
+                    layer.detail.clone()
+                } else {
+                    String::new()
+                },
                 kernel: None,
                 stride: None,
                 padding: None,
@@ -403,7 +464,16 @@ impl ModelSummary {
 impl fmt::Display for ModelSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let header = [
-            "#", "Layer", "Type", "Details", "K/S/P", "Output shape", "Params", "Train", "MACs", "RF size/jump/start",
+            "#",
+            "Layer",
+            "Type",
+            "Details",
+            "K/S/P",
+            "Output shape",
+            "Params",
+            "Train",
+            "MACs",
+            "RF size/jump/start",
         ];
         let rows: Vec<[String; 10]> = self
             .layers
@@ -420,7 +490,13 @@ impl fmt::Display for ModelSummary {
                     },
                     shape_str(&l.output_shape),
                     thousands(l.params as u64),
-                    if l.params == 0 { "-".into() } else if l.trainable { "yes".into() } else { "no".into() },
+                    if l.params == 0 {
+                        "-".into()
+                    } else if l.trainable {
+                        "yes".into()
+                    } else {
+                        "no".into()
+                    },
                     thousands(l.macs),
                     l.receptive_field
                         .map(|r| format!("{}/{}/{}", r.size, r.jump, r.start))
@@ -450,7 +526,12 @@ impl fmt::Display for ModelSummary {
             }
             writeln!(f, "{}", text.trim_end())
         };
-        writeln!(f, "{} — input {}", self.variant, shape_str(&self.input_shape))?;
+        writeln!(
+            f,
+            "{} — input {}",
+            self.variant,
+            shape_str(&self.input_shape)
+        )?;
         writeln!(f, "{}", "=".repeat(total))?;
         line(f, &header.map(String::from)[..])?;
         writeln!(f, "{}", "-".repeat(total))?;
@@ -459,7 +540,11 @@ impl fmt::Display for ModelSummary {
         }
         writeln!(f, "{}", "=".repeat(total))?;
         writeln!(f, "Total params: {}", thousands(self.total_params as u64))?;
-        writeln!(f, "Trainable params: {}", thousands(self.trainable_params as u64))?;
+        writeln!(
+            f,
+            "Trainable params: {}",
+            thousands(self.trainable_params as u64)
+        )?;
         writeln!(
             f,
             "Non-trainable params: {}",

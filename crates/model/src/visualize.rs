@@ -20,7 +20,11 @@ pub struct GridOptions {
 
 impl Default for GridOptions {
     fn default() -> Self {
-        Self { columns: None, scale: 4, gap: 1 }
+        Self {
+            columns: None,
+            scale: 4,
+            gap: 1,
+        }
     }
 }
 
@@ -40,7 +44,10 @@ pub struct FilterStats {
 
 fn tensor_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     // A float tensor always converts to f32 data.
-    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap_or_default()
+    t.into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap_or_default()
 }
 
 fn grid_shape(n: usize, columns: Option<usize>) -> (usize, usize) {
@@ -88,7 +95,9 @@ fn to_byte(v: f32, lo: f32, hi: f32) -> u8 {
 fn min_max(values: &[f32]) -> (f32, f32) {
     values
         .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)))
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        })
 }
 
 /// Tiles RGB filters `[out, 3, kH, kW]` into one image, each filter stretched to the full
@@ -97,7 +106,9 @@ pub fn filter_grid(weight: Tensor<4>, options: GridOptions) -> RgbImage {
     let [n, c, kh, kw] = weight.dims();
     let values = tensor_values(weight);
     let per = c * kh * kw;
-    let ranges: Vec<(f32, f32)> = (0..n).map(|i| min_max(&values[i * per..(i + 1) * per])).collect();
+    let ranges: Vec<(f32, f32)> = (0..n)
+        .map(|i| min_max(&values[i * per..(i + 1) * per]))
+        .collect();
     tile(n, (kw, kh), options, |t, x, y| {
         let (lo, hi) = ranges[t];
         let at = |ch: usize| {
@@ -117,11 +128,16 @@ pub fn activation_grid(
 ) -> Result<RgbImage, ModelError> {
     let [batch, c, h, w] = activation.dims();
     if sample >= batch {
-        return Err(ModelError::SampleOutOfRange { index: sample, batch });
+        return Err(ModelError::SampleOutOfRange {
+            index: sample,
+            batch,
+        });
     }
     let values = tensor_values(activation.narrow(0, sample, 1));
     let per = h * w;
-    let ranges: Vec<(f32, f32)> = (0..c).map(|i| min_max(&values[i * per..(i + 1) * per])).collect();
+    let ranges: Vec<(f32, f32)> = (0..c)
+        .map(|i| min_max(&values[i * per..(i + 1) * per]))
+        .collect();
     Ok(tile(c, (w, h), options, |t, x, y| {
         let (lo, hi) = ranges[t];
         let v = to_byte(values[t * per + y * w + x], lo, hi);
@@ -141,7 +157,10 @@ impl AlexNet {
         let weight = self.conv_weight(spec.name.as_str())?;
         let [_, channels, _, _] = weight.dims();
         if channels != 3 {
-            return Err(ModelError::NotRgbFilters { layer: spec.name, channels });
+            return Err(ModelError::NotRgbFilters {
+                layer: spec.name,
+                channels,
+            });
         }
         Ok(filter_grid(weight, options))
     }
@@ -169,7 +188,12 @@ impl AlexNet {
                     }
                     acc / plane as f32
                 };
-                FilterStats { index: i, norm, mean, colourfulness }
+                FilterStats {
+                    index: i,
+                    norm,
+                    mean,
+                    colourfulness,
+                }
             })
             .collect())
     }
@@ -185,7 +209,10 @@ impl AlexNet {
         let (_, spec) = self.resolve(layer)?;
         let out = self.forward_until(input, spec.name.as_str())?;
         let shape = format!("{:?}", out.dims());
-        let map = out.spatial().ok_or(ModelError::NotSpatial { layer: spec.name, shape })?;
+        let map = out.spatial().ok_or(ModelError::NotSpatial {
+            layer: spec.name,
+            shape,
+        })?;
         activation_grid(map, sample, options)
     }
 }

@@ -11,12 +11,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use burn::module::Module;
+use burn::store::burn_pack::Tensor as PackTensor;
 use burn::store::pytorch_reader::PytorchReader;
 use burn::store::{
     BurnToPyTorchAdapter, ModuleRecord, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter,
     SafetensorsStore, bridge,
 };
-use burn::store::burn_pack::Tensor as PackTensor;
 use burn::tensor::{Bytes, DType};
 
 use crate::error::{StateDictMismatch, WeightError, WeightFormat};
@@ -60,7 +60,9 @@ impl WeightFormat {
             Some("pth" | "pt" | "bin") => Ok(WeightFormat::Pytorch),
             Some("safetensors") => Ok(WeightFormat::Safetensors),
             Some("bpk" | "burnpack") => Ok(WeightFormat::Burnpack),
-            _ => Err(WeightError::UnknownFormat { path: path.to_path_buf() }),
+            _ => Err(WeightError::UnknownFormat {
+                path: path.to_path_buf(),
+            }),
         }
     }
 }
@@ -77,7 +79,10 @@ impl ScratchFile {
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
-        std::fs::write(&path, bytes).map_err(|source| WeightError::Io { path: path.clone(), source })?;
+        std::fs::write(&path, bytes).map_err(|source| WeightError::Io {
+            path: path.clone(),
+            source,
+        })?;
         Ok(Self(path))
     }
 }
@@ -91,7 +96,11 @@ impl Drop for ScratchFile {
 
 fn read_pytorch(path: &Path, origin: &str) -> Result<Vec<PackTensor>, WeightError> {
     let reader = PytorchReader::new(path).map_err(|e| corrupt(WeightFormat::Pytorch, origin, e))?;
-    Ok(reader.into_tensors().into_values().map(bridge::from_pytorch).collect())
+    Ok(reader
+        .into_tensors()
+        .into_values()
+        .map(bridge::from_pytorch)
+        .collect())
 }
 
 fn read_safetensors(
@@ -113,7 +122,10 @@ fn corrupt(format: WeightFormat, origin: &str, error: impl std::fmt::Display) ->
 }
 
 fn io_error(path: &Path, source: std::io::Error) -> WeightError {
-    WeightError::Io { path: path.to_path_buf(), source }
+    WeightError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 impl AlexNet {
@@ -137,7 +149,11 @@ impl AlexNet {
     }
 
     /// Loads a complete torchvision-format state dict from bytes.
-    pub fn load_weights_bytes(self, bytes: &[u8], format: WeightFormat) -> Result<Self, WeightError> {
+    pub fn load_weights_bytes(
+        self,
+        bytes: &[u8],
+        format: WeightFormat,
+    ) -> Result<Self, WeightError> {
         self.load_weights_with(WeightSource::Bytes(bytes, format), LoadOptions::default())
             .map(|(model, _)| model)
     }
@@ -150,7 +166,9 @@ impl AlexNet {
         options: LoadOptions,
     ) -> Result<(Self, LoadReport), WeightError> {
         let (format, origin) = match source {
-            WeightSource::File(path) => (WeightFormat::from_path(path)?, path.display().to_string()),
+            WeightSource::File(path) => {
+                (WeightFormat::from_path(path)?, path.display().to_string())
+            }
             WeightSource::Bytes(_, format) => (format, "memory".to_string()),
         };
         let _scratch;
@@ -158,7 +176,13 @@ impl AlexNet {
             (WeightFormat::Burnpack, _) => {
                 let model = self.load_checkpoint_source(source)?;
                 let loaded = model.torch_state_dict_shapes().into_keys().collect();
-                return Ok((model, LoadReport { loaded, missing: Vec::new() }));
+                return Ok((
+                    model,
+                    LoadReport {
+                        loaded,
+                        missing: Vec::new(),
+                    },
+                ));
             }
             (WeightFormat::Pytorch, WeightSource::File(path)) => {
                 if !path.exists() {
@@ -192,7 +216,11 @@ impl AlexNet {
         };
         mismatch.other = result.errors.iter().map(ToString::to_string).collect();
         if !options.allow_missing {
-            mismatch.missing = result.missing.iter().map(|(path, _)| path.clone()).collect();
+            mismatch.missing = result
+                .missing
+                .iter()
+                .map(|(path, _)| path.clone())
+                .collect();
         }
         mismatch.unexpected = result.unused.clone();
         if mismatch.is_empty() {
@@ -268,7 +296,10 @@ impl AlexNet {
         self.clone()
             .into_record()
             .save(path.as_ref())
-            .map_err(|e| WeightError::Write { format: WeightFormat::Burnpack, message: e.to_string() })
+            .map_err(|e| WeightError::Write {
+                format: WeightFormat::Burnpack,
+                message: e.to_string(),
+            })
     }
 
     /// A Kindling checkpoint as bytes.
@@ -277,7 +308,10 @@ impl AlexNet {
             .into_record()
             .into_bytes()
             .map(|bytes| bytes.to_vec())
-            .map_err(|e| WeightError::Write { format: WeightFormat::Burnpack, message: e.to_string() })
+            .map_err(|e| WeightError::Write {
+                format: WeightFormat::Burnpack,
+                message: e.to_string(),
+            })
     }
 
     /// Loads a Kindling checkpoint written by [`save_checkpoint`](Self::save_checkpoint).

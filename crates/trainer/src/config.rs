@@ -76,18 +76,42 @@ impl Default for TrainConfig {
 impl TrainConfig {
     /// Checks every field; the error names the field and its accepted range.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        fn check(ok: bool, field: &'static str, value: impl ToString, expected: &'static str) -> Result<(), ConfigError> {
+        fn check(
+            ok: bool,
+            field: &'static str,
+            value: impl ToString,
+            expected: &'static str,
+        ) -> Result<(), ConfigError> {
             if ok {
                 Ok(())
             } else {
-                Err(ConfigError { field, value: value.to_string(), expected })
+                Err(ConfigError {
+                    field,
+                    value: value.to_string(),
+                    expected,
+                })
             }
         }
         check(self.epochs >= 1, "epochs", self.epochs, ">= 1")?;
         check(self.batch_size >= 1, "batch_size", self.batch_size, ">= 1")?;
-        check(self.lr.is_finite() && self.lr > 0.0, "lr", self.lr, "a finite number > 0")?;
-        check(self.warmup_epochs < self.epochs, "warmup_epochs", self.warmup_epochs, "< epochs")?;
-        check((0.0..1.0).contains(&self.momentum), "momentum", self.momentum, "[0, 1)")?;
+        check(
+            self.lr.is_finite() && self.lr > 0.0,
+            "lr",
+            self.lr,
+            "a finite number > 0",
+        )?;
+        check(
+            self.warmup_epochs < self.epochs,
+            "warmup_epochs",
+            self.warmup_epochs,
+            "< epochs",
+        )?;
+        check(
+            (0.0..1.0).contains(&self.momentum),
+            "momentum",
+            self.momentum,
+            "[0, 1)",
+        )?;
         check(
             self.weight_decay.is_finite() && self.weight_decay >= 0.0,
             "weight_decay",
@@ -100,8 +124,18 @@ impl TrainConfig {
             self.label_smoothing,
             "[0, 1)",
         )?;
-        check((0.0..1.0).contains(&self.dropout), "dropout", self.dropout, "[0, 1)")?;
-        check(self.train_size >= self.batch_size, "train_size", self.train_size, ">= batch_size")?;
+        check(
+            (0.0..1.0).contains(&self.dropout),
+            "dropout",
+            self.dropout,
+            "[0, 1)",
+        )?;
+        check(
+            self.train_size >= self.batch_size,
+            "train_size",
+            self.train_size,
+            ">= batch_size",
+        )?;
         check(self.val_size >= 1, "val_size", self.val_size, ">= 1")?;
         Ok(())
     }
@@ -127,16 +161,25 @@ mod tests {
         let config = TrainConfig::default();
         config.validate().expect("the default run is valid");
         let json = serde_json::to_string(&config).expect("serialises");
-        assert_eq!(serde_json::from_str::<TrainConfig>(&json).expect("parses"), config);
+        assert_eq!(
+            serde_json::from_str::<TrainConfig>(&json).expect("parses"),
+            config
+        );
     }
 
     #[test]
     fn bad_values_name_the_field_and_range() {
-        let config = TrainConfig { momentum: 1.5, ..TrainConfig::default() };
+        let config = TrainConfig {
+            momentum: 1.5,
+            ..TrainConfig::default()
+        };
         let err = config.validate().unwrap_err();
         assert_eq!(err.field, "momentum");
         assert_eq!(err.to_string(), "invalid momentum = 1.5: expected [0, 1)");
-        let config = TrainConfig { lr: f64::NAN, ..TrainConfig::default() };
+        let config = TrainConfig {
+            lr: f64::NAN,
+            ..TrainConfig::default()
+        };
         assert_eq!(config.validate().unwrap_err().field, "lr");
     }
 
@@ -148,7 +191,12 @@ mod tests {
 
     #[test]
     fn schedule_warms_up_then_decays_to_zero() {
-        let config = TrainConfig { epochs: 4, warmup_epochs: 1, lr: 0.1, ..TrainConfig::default() };
+        let config = TrainConfig {
+            epochs: 4,
+            warmup_epochs: 1,
+            lr: 0.1,
+            ..TrainConfig::default()
+        };
         let steps = 10;
         assert!((config.lr_at(0, steps) - 0.01).abs() < 1e-12);
         assert!((config.lr_at(9, steps) - 0.1).abs() < 1e-12);

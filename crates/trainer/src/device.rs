@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use burn::tensor::Tensor;
 use burn::tensor::module::conv2d;
-use burn::tensor::{Device, TensorData};
 use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Device, TensorData};
 
 /// A `--device` value that could not be turned into a device.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -55,7 +55,10 @@ fn flex(_spec: &str) -> Result<Vec<Device>, DeviceError> {
 
 #[cfg(not(feature = "flex"))]
 fn flex(spec: &str) -> Result<Vec<Device>, DeviceError> {
-    Err(DeviceError::NotCompiled { spec: spec.into(), feature: "flex" })
+    Err(DeviceError::NotCompiled {
+        spec: spec.into(),
+        feature: "flex",
+    })
 }
 
 #[cfg(feature = "wgpu")]
@@ -76,7 +79,10 @@ fn wgpu(spec: &str, rest: &str) -> Result<Vec<Device>, DeviceError> {
 
 #[cfg(not(feature = "wgpu"))]
 fn wgpu(spec: &str, _rest: &str) -> Result<Vec<Device>, DeviceError> {
-    Err(DeviceError::NotCompiled { spec: spec.into(), feature: "wgpu" })
+    Err(DeviceError::NotCompiled {
+        spec: spec.into(),
+        feature: "wgpu",
+    })
 }
 
 #[cfg(feature = "cuda")]
@@ -86,7 +92,10 @@ fn cuda(_spec: &str, index: usize) -> Result<Device, DeviceError> {
 
 #[cfg(not(feature = "cuda"))]
 fn cuda(spec: &str, _index: usize) -> Result<Device, DeviceError> {
-    Err(DeviceError::NotCompiled { spec: spec.into(), feature: "cuda" })
+    Err(DeviceError::NotCompiled {
+        spec: spec.into(),
+        feature: "cuda",
+    })
 }
 
 /// What [`smoke_test`] measured on a device against the flex reference.
@@ -135,9 +144,17 @@ fn conv_forward_backward(device: &Device, x: &TensorData, w: &TensorData) -> (Ve
     let device = device.clone().autodiff();
     let x = Tensor::<4>::from_data(x.clone(), &device);
     let w = Tensor::<4>::from_data(w.clone(), &device).require_grad();
-    let out = conv2d(x, w.clone(), None, ConvOptions::new([4, 4], [2, 2], [1, 1], 1));
+    let out = conv2d(
+        x,
+        w.clone(),
+        None,
+        ConvOptions::new([4, 4], [2, 2], [1, 1], 1),
+    );
     let grads = out.clone().powi_scalar(2).sum().backward();
-    let grad = w.grad(&grads).map(|g| to_vec(g.into_data())).unwrap_or_default();
+    let grad = w
+        .grad(&grads)
+        .map(|g| to_vec(g.into_data()))
+        .unwrap_or_default();
     (to_vec(out.into_data()), grad)
 }
 
@@ -150,5 +167,8 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     if a.is_empty() || a.len() != b.len() {
         return f32::INFINITY;
     }
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }

@@ -133,6 +133,36 @@ fn last_normalize(pipeline: &Transform) -> Option<([f32; 3], [f32; 3])> {
     })
 }
 
+/// The first `rows * 10` samples of the built-in dataset (seed `seed`), scaled 3x, one class per
+/// column.
+pub fn dataset_grid(seed: u64, rows: usize) -> Result<RgbImage> {
+    use crate::data::synthetic::{CLASSES, SIZE, Synthetic};
+    const SCALE: u32 = 3;
+    let data = Synthetic::new(seed, rows * CLASSES.len());
+    let cell = SIZE as u32 * SCALE + 2;
+    let mut canvas = RgbImage::from_pixel(
+        cell * CLASSES.len() as u32,
+        cell * rows as u32,
+        Rgb([255; 3]),
+    );
+    for index in 0..data.len() {
+        let (sample, label) = data.get(index);
+        let picture = sample.to_rgb_image()?;
+        let big = image::imageops::resize(
+            &picture,
+            picture.width() * SCALE,
+            picture.height() * SCALE,
+            image::imageops::FilterType::Nearest,
+        );
+        let (x, y) = (
+            label as u32 * cell + 1,
+            (index / CLASSES.len()) as u32 * cell + 1,
+        );
+        image::imageops::replace(&mut canvas, &big, x.into(), y.into());
+    }
+    Ok(canvas)
+}
+
 fn tile_row(tiles: &[RgbImage]) -> RgbImage {
     const GAP: u32 = 4;
     let cell_w = tiles.iter().map(RgbImage::width).max().unwrap_or(1);

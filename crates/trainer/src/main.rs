@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use kindling_trainer::config::TrainConfig;
-use kindling_trainer::inspect;
 use kindling_trainer::device::{parse_devices, smoke_test};
+use kindling_trainer::inspect;
 use kindling_trainer::run::RunDir;
 
 #[derive(Parser)]
@@ -60,6 +60,16 @@ enum Cmd {
         out: PathBuf,
         #[arg(short, long, default_value_t = 8)]
         n: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Write a PNG of the built-in dataset's first samples, one class per column.
+    Dataset {
+        #[arg(long, default_value = "dataset.png")]
+        out: PathBuf,
+        /// Rows of samples (each row shows the ten classes).
+        #[arg(long, default_value_t = 4)]
+        rows: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
@@ -125,7 +135,9 @@ impl TrainArgs {
         macro_rules! set {
             ($($field:ident),*) => { $(if let Some(v) = &self.$field { config.$field = v.clone(); })* };
         }
-        set!(epochs, batch_size, lr, optimizer, seed, train_size, val_size, device);
+        set!(
+            epochs, batch_size, lr, optimizer, seed, train_size, val_size, device
+        );
         if self.no_augment {
             config.augment = false;
         }
@@ -136,7 +148,10 @@ impl TrainArgs {
 
 fn save_png(picture: &image::RgbImage, path: &std::path::Path) -> Result<()> {
     let mut bytes = Vec::new();
-    picture.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)?;
+    picture.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )?;
     kindling_trainer::run::write_atomic(path, &bytes)
 }
 
@@ -165,7 +180,13 @@ fn main() -> Result<()> {
             );
             Ok(())
         }
-        Cmd::Summary { model, input, depth, json, diagram } => {
+        Cmd::Summary {
+            model,
+            input,
+            depth,
+            json,
+            diagram,
+        } => {
             let net = inspect::model(&model, None)?;
             let shape = match input {
                 Some(text) => inspect::input_shape(&text)?,
@@ -181,23 +202,45 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Filters { model, weights, out } => {
+        Cmd::Filters {
+            model,
+            weights,
+            out,
+        } => {
             let net = inspect::model(&model, weights.as_deref())?;
             let summary = net.summary(inspect::default_input(&net), 2)?;
             if let Some(first) = summary.layers.iter().find(|l| l.name == "features.0") {
-                println!("{}", inspect::describe_first_layer(first, summary.input_shape));
+                println!(
+                    "{}",
+                    inspect::describe_first_layer(first, summary.input_shape)
+                );
             }
             save_png(&inspect::filters(&net)?, &out)?;
             println!("wrote {}", out.display());
             Ok(())
         }
-        Cmd::Preview { pipeline, image, out, n, seed } => {
+        Cmd::Preview {
+            pipeline,
+            image,
+            out,
+            n,
+            seed,
+        } => {
             let transform = kindling_augment::Transform::from_path(&pipeline)?;
             let picture = image::open(&image)
                 .with_context(|| format!("cannot read image {}", image.display()))?
                 .to_rgb8();
             save_png(&inspect::preview(&transform, &picture, n, seed)?, &out)?;
             println!("wrote {} (original, then {n} augmented)", out.display());
+            Ok(())
+        }
+        Cmd::Dataset { out, rows, seed } => {
+            save_png(&inspect::dataset_grid(seed, rows)?, &out)?;
+            println!(
+                "wrote {} ({rows} rows of the classes {:?})",
+                out.display(),
+                kindling_trainer::data::synthetic::CLASSES
+            );
             Ok(())
         }
         Cmd::CheckDevice { device } => {

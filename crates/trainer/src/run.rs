@@ -60,10 +60,17 @@ impl RunDir {
                 path.display()
             );
         }
-        fs::create_dir_all(path).with_context(|| format!("cannot create run directory {}", path.display()))?;
-        write_atomic(&path.join("config.json"), &serde_json::to_vec_pretty(config)?)?;
+        fs::create_dir_all(path)
+            .with_context(|| format!("cannot create run directory {}", path.display()))?;
+        write_atomic(
+            &path.join("config.json"),
+            &serde_json::to_vec_pretty(config)?,
+        )?;
         write_atomic(&path.join("metrics.csv"), CSV_HEADER.as_bytes())?;
-        Ok(Self { path: path.to_path_buf(), history: Vec::new() })
+        Ok(Self {
+            path: path.to_path_buf(),
+            history: Vec::new(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -85,7 +92,10 @@ impl RunDir {
             ));
         }
         write_atomic(&self.path.join("metrics.csv"), csv.as_bytes())?;
-        write_atomic(&self.path.join("metrics.json"), &serde_json::to_vec_pretty(&self.history)?)
+        write_atomic(
+            &self.path.join("metrics.json"),
+            &serde_json::to_vec_pretty(&self.history)?,
+        )
     }
 }
 
@@ -96,7 +106,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         path.extension().and_then(|e| e.to_str()).unwrap_or("")
     ));
     fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
+    fs::rename(&tmp, path)
+        .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
 }
 
 #[cfg(test)]
@@ -126,14 +137,19 @@ mod tests {
         assert_eq!(csv.lines().count(), 3, "{csv}");
         assert!(csv.lines().nth(2).is_some_and(|l| l.starts_with("2,0.1,")));
         let json: serde_json::Value =
-            serde_json::from_slice(&fs::read(dir.join("metrics.json")).expect("json")).expect("parses");
+            serde_json::from_slice(&fs::read(dir.join("metrics.json")).expect("json"))
+                .expect("parses");
         assert_eq!(json.as_array().map(Vec::len), Some(2));
         let config: TrainConfig =
-            serde_json::from_slice(&fs::read(dir.join("config.json")).expect("config")).expect("parses");
+            serde_json::from_slice(&fs::read(dir.join("config.json")).expect("config"))
+                .expect("parses");
         assert_eq!(config, TrainConfig::default());
         assert!(RunDir::create(&dir, &TrainConfig::default()).is_err());
         assert!(fs::read_dir(&dir).expect("dir").all(|e| {
-            !e.expect("entry").file_name().to_string_lossy().ends_with(".tmp")
+            !e.expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".tmp")
         }));
         fs::remove_dir_all(&dir).expect("cleanup");
     }

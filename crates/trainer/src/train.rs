@@ -1,6 +1,7 @@
 //! The training loop: the built-in dataset, the CIFAR augmentation pipeline, a CIFAR AlexNet,
 //! SGD with momentum and a warmup + cosine schedule, validation every epoch.
 
+use std::io::IsTerminal;
 use std::sync::mpsc;
 use std::time::Instant;
 
@@ -11,8 +12,9 @@ use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamWConfig, GradientsParams, SgdConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use indicatif::{ProgressBar, ProgressStyle};
 use kindling_augment::{Augment, Image, Sample, batch_to_tensor, functional as f};
-use kindling_model::{AlexNet, AlexNetConfig};
+use kindling_model::{AlexNet, AlexNetConfig, WeightInit};
 
 use crate::config::{Optimizer, TrainConfig};
 use crate::data::synthetic::{CLASSES, Synthetic};
@@ -34,6 +36,9 @@ pub fn train(config: &TrainConfig, run: &mut RunDir, quiet: bool) -> Result<Alex
     let mut model = AlexNetConfig::cifar()
         .with_num_classes(CLASSES.len())
         .with_dropout(config.dropout)
+        // PyTorch's default init leaves this normalisation-free network stuck near chance for
+        // hundreds of steps; He init starts learning at once.
+        .with_init(WeightInit::Kaiming)
         .init(&device);
     let mut optimizer = match config.optimizer {
         Optimizer::Sgd => SgdConfig::new()
@@ -43,7 +48,9 @@ pub fn train(config: &TrainConfig, run: &mut RunDir, quiet: bool) -> Result<Alex
                 dampening: 0.0,
                 nesterov: config.nesterov,
             }))
-            .with_weight_decay(Some(WeightDecayConfig { penalty: config.weight_decay as f32 }))
+            .with_weight_decay(Some(WeightDecayConfig {
+                penalty: config.weight_decay as f32,
+            }))
             .init(),
         Optimizer::Adamw => AdamWConfig::new()
             .with_weight_decay(config.weight_decay as f32)
@@ -59,6 +66,7 @@ pub fn train(config: &TrainConfig, run: &mut RunDir, quiet: bool) -> Result<Alex
         let start = Instant::now();
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         let mut lr = 0.0;
+        let bar = progress_bar(steps_per_epoch, epoch, config.epochs, quiet);
         for batch in Loader::spawn(train_set, config, epoch) {
             let (images, labels) = batch?;
             lr = config.lr_at(step, steps_per_epoch);
@@ -70,13 +78,23 @@ pub fn train(config: &TrainConfig, run: &mut RunDir, quiet: bool) -> Result<Alex
             seen += labels.len();
             let loss_value = scalar(loss.clone());
             if !loss_value.is_finite() {
-                bail!("the loss diverged to {loss_value} at epoch {epoch}, step {step}; lower --lr");
+                bail!(
+                    "the loss diverged to {loss_value} at epoch {epoch}, step {step}; lower --lr"
+                );
             }
             loss_sum += loss_value * labels.len() as f64;
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optimizer.step(lr, model, grads);
             step += 1;
+            bar.inc(1);
+            bar.set_message(format!(
+                "loss {:.4} acc {:5.1}% {:.0} img/s",
+                loss_sum / seen as f64,
+                100.0 * correct as f64 / seen as f64,
+                seen as f64 / start.elapsed().as_secs_f64()
+            ));
         }
+        bar.finish_and_clear();
         let train_time = start.elapsed().as_secs_f64();
         let (val_loss, val_acc) = evaluate(&model, &val_set, config.batch_size, &device)?;
         let metrics = EpochMetrics {
@@ -96,8 +114,28 @@ pub fn train(config: &TrainConfig, run: &mut RunDir, quiet: bool) -> Result<Alex
     Ok(model)
 }
 
+/// A progress bar on an interactive terminal; hidden otherwise, where the per-epoch lines are
+/// the log.
+fn progress_bar(steps: usize, epoch: usize, epochs: usize, quiet: bool) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(steps as u64);
+    let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_prefix(format!("epoch {}/{epochs}", epoch + 1));
+    bar
+}
+
 /// Loss and top-1 accuracy of `model` over `data`, without dropout or gradients.
-pub fn evaluate(model: &AlexNet, data: &Synthetic, batch_size: usize, device: &Device) -> Result<(f64, f64)> {
+pub fn evaluate(
+    model: &AlexNet,
+    data: &Synthetic,
+    batch_size: usize,
+    device: &Device,
+) -> Result<(f64, f64)> {
     let model = model.valid();
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let (mut loss_sum, mut correct) = (0.0f64, 0usize);
@@ -110,7 +148,10 @@ pub fn evaluate(model: &AlexNet, data: &Synthetic, batch_size: usize, device: &D
         loss_sum += scalar(loss_fn.forward(logits.clone(), y.clone())) * labels.len() as f64;
         correct += count_correct(logits, y);
     }
-    Ok((loss_sum / data.len() as f64, correct as f64 / data.len() as f64))
+    Ok((
+        loss_sum / data.len() as f64,
+        correct as f64 / data.len() as f64,
+    ))
 }
 
 type Batch = (Vec<Image<f32>>, Vec<usize>);
@@ -135,7 +176,9 @@ impl Loader {
                 }
             }
         });
-        Self { receiver: receiver.into_iter() }
+        Self {
+            receiver: receiver.into_iter(),
+        }
     }
 }
 
@@ -192,7 +235,12 @@ fn count_correct(logits: Tensor<2>, labels: Tensor<1, Int>) -> usize {
 }
 
 fn scalar(t: Tensor<1>) -> f64 {
-    t.into_data().convert::<f64>().try_to_vec::<f64>().ok().and_then(|v| v.first().copied()).unwrap_or(f64::NAN)
+    t.into_data()
+        .convert::<f64>()
+        .try_to_vec::<f64>()
+        .ok()
+        .and_then(|v| v.first().copied())
+        .unwrap_or(f64::NAN)
 }
 
 /// Writes the trained weights as `model.safetensors` (torchvision key names) in the run

@@ -18,7 +18,10 @@ impl Reference {
         let dir = std::env::var_os("KINDLING_MODEL_REFERENCE")
             .map(PathBuf::from)
             .unwrap_or_else(|| {
-                PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/conformance/model"))
+                PathBuf::from(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../../../shared/conformance/model"
+                ))
             });
         let manifest_path = dir.join("manifest.json");
         let text = std::fs::read_to_string(&manifest_path).unwrap_or_else(|e| {
@@ -69,7 +72,11 @@ impl Reference {
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
-        assert_eq!(values.len(), self.shape(role).iter().product::<usize>(), "{role} size");
+        assert_eq!(
+            values.len(),
+            self.shape(role).iter().product::<usize>(),
+            "{role} size"
+        );
         values
     }
 
@@ -87,7 +94,9 @@ impl Reference {
 
     /// `manifest.json → sgd_reference` (through `key_roles`).
     pub fn sgd(&self) -> &Value {
-        let key = self.manifest["key_roles"]["sgd_reference"].as_str().unwrap_or("sgd_reference");
+        let key = self.manifest["key_roles"]["sgd_reference"]
+            .as_str()
+            .unwrap_or("sgd_reference");
         &self.manifest[key]
     }
 }
@@ -97,7 +106,10 @@ fn read(path: &Path) -> Vec<u8> {
 }
 
 pub fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 data")
+    t.into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .expect("f32 data")
 }
 
 /// Checks `|got - want| <= atol + rtol * |want|` elementwise; returns the largest absolute
@@ -116,7 +128,9 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32)
         }
     }
     if let Some((i, g, w)) = worst {
-        panic!("{what}: element {i} is {g}, reference {w} (max |diff| {max_abs:e}, atol {atol:e}, rtol {rtol:e})");
+        panic!(
+            "{what}: element {i} is {g}, reference {w} (max |diff| {max_abs:e}, atol {atol:e}, rtol {rtol:e})"
+        );
     }
     println!("{what}: max |diff| {max_abs:e}");
     max_abs

@@ -2,6 +2,7 @@
 //! takes long to link.
 
 mod common;
+mod init;
 mod introspection;
 mod parity;
 mod visual;

@@ -64,11 +64,23 @@ fn cifar_eval_forward_matches_pytorch() {
 
     let (atol, rtol) = reference.tolerance("cifar_features_out");
     let features = values(model.features(x.clone()));
-    assert_close("cifar features", &features, &reference.f32s("cifar_features_out"), atol, rtol);
+    assert_close(
+        "cifar features",
+        &features,
+        &reference.f32s("cifar_features_out"),
+        atol,
+        rtol,
+    );
 
     let (atol, rtol) = reference.tolerance("cifar_logits_eval");
     let logits = values(model.try_forward(x).expect("32x32 fits"));
-    assert_close("cifar eval logits", &logits, &reference.f32s("cifar_logits_eval"), atol, rtol);
+    assert_close(
+        "cifar eval logits",
+        &logits,
+        &reference.f32s("cifar_logits_eval"),
+        atol,
+        rtol,
+    );
 }
 
 #[test]
@@ -79,17 +91,28 @@ fn cifar_features_safetensors_match_pytorch() {
         .init(&device)
         .load_weights_with(
             WeightSource::File(&reference.path("cifar_weights_features_safetensors")),
-            LoadOptions { allow_missing: true },
+            LoadOptions {
+                allow_missing: true,
+            },
         )
         .expect("features safetensors loads");
     assert_eq!(report.loaded.len(), 10);
-    assert!(report.missing.iter().all(|k| k.starts_with("classifier.")), "{report:?}");
+    assert!(
+        report.missing.iter().all(|k| k.starts_with("classifier.")),
+        "{report:?}"
+    );
     assert_eq!(report.missing.len(), 6);
 
     let x = reference.tensor4("cifar_input", &device);
     let (atol, rtol) = reference.tolerance("cifar_features_out");
     let features = values(model.features(x));
-    assert_close("cifar features (safetensors)", &features, &reference.f32s("cifar_features_out"), atol, rtol);
+    assert_close(
+        "cifar features (safetensors)",
+        &features,
+        &reference.f32s("cifar_features_out"),
+        atol,
+        rtol,
+    );
 }
 
 #[test]
@@ -97,8 +120,15 @@ fn cifar_gradients_and_two_sgd_steps_match_pytorch() {
     let reference = Reference::load();
     let sgd = reference.sgd();
     let settings = &sgd["settings"];
-    let f = |k: &str| settings[k].as_f64().unwrap_or_else(|| panic!("settings.{k}"));
-    assert_eq!(settings["loss"], "cross_entropy_mean", "only mean cross entropy is implemented");
+    let f = |k: &str| {
+        settings[k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("settings.{k}"))
+    };
+    assert_eq!(
+        settings["loss"], "cross_entropy_mean",
+        "only mean cross entropy is implemented"
+    );
     let steps = settings["steps"].as_u64().expect("settings.steps") as usize;
 
     let device = flex().autodiff();
@@ -129,14 +159,26 @@ fn cifar_gradients_and_two_sgd_steps_match_pytorch() {
         let logits = model.forward(x.clone());
         if step == 0 {
             let (atol, rtol) = reference.tolerance("sgd_step1_logits_train");
-            assert_close("train logits", &values(logits.clone()), &reference.f32s("sgd_step1_logits_train"), atol, rtol);
+            assert_close(
+                "train logits",
+                &values(logits.clone()),
+                &reference.f32s("sgd_step1_logits_train"),
+                atol,
+                rtol,
+            );
         }
         let loss = loss_fn.forward(logits, labels.clone());
         let got = values(loss.clone())[0] as f64;
-        let want = sgd["steps"][step]["loss_before_update"].as_f64().expect("loss");
+        let want = sgd["steps"][step]["loss_before_update"]
+            .as_f64()
+            .expect("loss");
         let rel = (got - want).abs() / want.abs();
         println!("step {}: loss {got} vs {want} (rel {rel:e})", step + 1);
-        assert!(rel <= loss_rtol, "step {} loss {got} vs reference {want}", step + 1);
+        assert!(
+            rel <= loss_rtol,
+            "step {} loss {got} vs reference {want}",
+            step + 1
+        );
 
         let grads = loss.backward();
         if step == 0 {
@@ -153,9 +195,19 @@ fn cifar_gradients_and_two_sgd_steps_match_pytorch() {
                 other => panic!("classifier.6 is {other:?}"),
             };
             let [d_in, d_out] = linear.dims();
-            let g = values(linear.grad(&grads).expect("classifier.6.weight has a gradient"));
+            let g = values(
+                linear
+                    .grad(&grads)
+                    .expect("classifier.6.weight has a gradient"),
+            );
             let want = reference.f32s("sgd_step1_grad_classifier.6.weight");
-            assert_close("grad classifier.6.weight", &transpose(&g, d_in, d_out), &want, 1e-5, 1e-3);
+            assert_close(
+                "grad classifier.6.weight",
+                &transpose(&g, d_in, d_out),
+                &want,
+                1e-5,
+                1e-3,
+            );
         }
         let grads = GradientsParams::from_grads(grads, &model);
         model = optim.step(f("lr"), model, grads);
@@ -165,7 +217,11 @@ fn cifar_gradients_and_two_sgd_steps_match_pytorch() {
         for (key, init) in tracked.iter().zip(&init) {
             let got = param(&model, key);
             let want = reference.f32s(&format!("sgd_step{}_{key}", step + 1));
-            let max_ref = want.iter().zip(init).map(|(r, i)| (r - i).abs()).fold(0.0f32, f32::max);
+            let max_ref = want
+                .iter()
+                .zip(init)
+                .map(|(r, i)| (r - i).abs())
+                .fold(0.0f32, f32::max);
             let err = got
                 .iter()
                 .zip(&want)
@@ -173,8 +229,15 @@ fn cifar_gradients_and_two_sgd_steps_match_pytorch() {
                 .map(|((g, r), i)| ((g - i) - (r - i)).abs())
                 .fold(0.0f32, f32::max);
             let limit = 1e-2 * max_ref + 1e-8;
-            println!("step {} {key}: update error {err:e}, limit {limit:e}", step + 1);
-            assert!(err <= limit, "step {} {key}: update error {err:e} > {limit:e}", step + 1);
+            println!(
+                "step {} {key}: update error {err:e}, limit {limit:e}",
+                step + 1
+            );
+            assert!(
+                err <= limit,
+                "step {} {key}: update error {err:e} > {limit:e}",
+                step + 1
+            );
         }
         let checksums = &sgd["steps"][step]["param_checksums_after_update"];
         let mut worst = 0.0f64;
@@ -187,7 +250,11 @@ fn cifar_gradients_and_two_sgd_steps_match_pytorch() {
                     .unwrap_or_else(|| panic!("checksum {key}.{name}"));
                 let rel = (got - want).abs() / want.abs();
                 worst = worst.max(rel);
-                assert!(rel <= checksum_rel, "step {} {key} {name}: {got} vs {want} (rel {rel:e})", step + 1);
+                assert!(
+                    rel <= checksum_rel,
+                    "step {} {key} {name}: {got} vs {want} (rel {rel:e})",
+                    step + 1
+                );
             }
         }
         println!("step {}: worst checksum rel error {worst:e}", step + 1);
@@ -196,26 +263,47 @@ fn cifar_gradients_and_two_sgd_steps_match_pytorch() {
     let (atol, rtol) = reference.tolerance("sgd_step2_logits_eval");
     let x = reference.tensor4("cifar_input", &flex());
     let logits = values(model.valid().forward(x));
-    assert_close("eval logits after SGD", &logits, &reference.f32s("sgd_step2_logits_eval"), atol, rtol);
+    assert_close(
+        "eval logits after SGD",
+        &logits,
+        &reference.f32s("sgd_step2_logits_eval"),
+        atol,
+        rtol,
+    );
 }
 
 #[test]
 fn torchvision_first_block_matches_pytorch() {
     let reference = Reference::load();
     let device = flex();
-    let bytes = std::fs::read(reference.path("alexnet_conv1_safetensors")).expect("conv1 safetensors");
+    let bytes =
+        std::fs::read(reference.path("alexnet_conv1_safetensors")).expect("conv1 safetensors");
     let (model, report) = AlexNetConfig::torchvision()
         .init(&device)
         .load_weights_with(
             WeightSource::Bytes(&bytes, WeightFormat::Safetensors),
-            LoadOptions { allow_missing: true },
+            LoadOptions {
+                allow_missing: true,
+            },
         )
         .expect("conv1 loads");
-    assert_eq!(report.loaded, vec!["features.0.bias".to_string(), "features.0.weight".to_string()]);
+    assert_eq!(
+        report.loaded,
+        vec![
+            "features.0.bias".to_string(),
+            "features.0.weight".to_string()
+        ]
+    );
 
     // The raw .bin copies of conv1 agree with what was loaded.
-    assert_eq!(param(&model, "features.0.weight"), reference.f32s("alexnet_conv1_weight"));
-    assert_eq!(param(&model, "features.0.bias"), reference.f32s("alexnet_conv1_bias"));
+    assert_eq!(
+        param(&model, "features.0.weight"),
+        reference.f32s("alexnet_conv1_weight")
+    );
+    assert_eq!(
+        param(&model, "features.0.bias"),
+        reference.f32s("alexnet_conv1_bias")
+    );
 
     let x = reference.tensor4("alexnet_input", &device);
     let out = model.forward_until(x, "features.2").expect("224x224 fits");

@@ -105,7 +105,9 @@ fn draw(label: usize, rng: &mut SplitMix) -> Image<u8> {
             8 => in_patch && (stripe(x) ^ stripe(y)),
             _ => {
                 let band = r * 0.28;
-                dx.abs() <= r && dy.abs() <= r && ((dx - dy).abs() <= band || (dx + dy).abs() <= band)
+                dx.abs() <= r
+                    && dy.abs() <= r
+                    && ((dx - dy).abs() <= band || (dx + dy).abs() <= band)
             }
         }
     };
@@ -113,7 +115,11 @@ fn draw(label: usize, rng: &mut SplitMix) -> Image<u8> {
     let mut data = vec![0u8; 3 * plane];
     for y in 0..SIZE {
         for x in 0..SIZE {
-            let colour = if inside(x as f32 + 0.5, y as f32 + 0.5) { fg } else { bg };
+            let colour = if inside(x as f32 + 0.5, y as f32 + 0.5) {
+                fg
+            } else {
+                bg
+            };
             for (c, &value) in colour.iter().enumerate() {
                 let v = value + rng.range(-noise, noise);
                 data[c * plane + y * SIZE + x] = v.clamp(0.0, 255.0) as u8;
@@ -126,8 +132,16 @@ fn draw(label: usize, rng: &mut SplitMix) -> Image<u8> {
 /// A background and a foreground colour far enough apart to be seen through the noise.
 fn colours(rng: &mut SplitMix) -> ([f32; 3], [f32; 3]) {
     loop {
-        let bg = [rng.range(0.0, 255.0), rng.range(0.0, 255.0), rng.range(0.0, 255.0)];
-        let fg = [rng.range(0.0, 255.0), rng.range(0.0, 255.0), rng.range(0.0, 255.0)];
+        let bg = [
+            rng.range(0.0, 255.0),
+            rng.range(0.0, 255.0),
+            rng.range(0.0, 255.0),
+        ];
+        let fg = [
+            rng.range(0.0, 255.0),
+            rng.range(0.0, 255.0),
+            rng.range(0.0, 255.0),
+        ];
         let distance: f32 = bg.iter().zip(&fg).map(|(a, b)| (a - b).abs()).sum();
         if distance > 180.0 {
             return (bg, fg);
@@ -168,11 +182,18 @@ mod tests {
                 .chunks(SIZE * SIZE)
                 .map(|plane| {
                     let mean = plane.iter().map(|&v| v as f32).sum::<f32>() / plane.len() as f32;
-                    plane.iter().filter(|&&v| (v as f32 - mean).abs() > 30.0).count()
+                    plane
+                        .iter()
+                        .filter(|&&v| (v as f32 - mean).abs() > 30.0)
+                        .count()
                 })
                 .max()
                 .unwrap_or(0);
-            assert!(spread > 20, "sample {i} (class {}) looks blank", CLASSES[label]);
+            assert!(
+                spread > 20,
+                "sample {i} (class {}) looks blank",
+                CLASSES[label]
+            );
         }
     }
 }

@@ -17,11 +17,16 @@ fn bad_specs_name_the_problem() {
     );
     assert_eq!(
         parse_devices("wgpu:x").unwrap_err(),
-        DeviceError::BadIndex { spec: "wgpu:x".into(), index: "x".into() }
+        DeviceError::BadIndex {
+            spec: "wgpu:x".into(),
+            index: "x".into()
+        }
     );
     assert_eq!(
         parse_devices("flex:1").unwrap_err(),
-        DeviceError::Unknown { spec: "flex:1".into() }
+        DeviceError::Unknown {
+            spec: "flex:1".into()
+        }
     );
 }
 
@@ -30,7 +35,10 @@ fn bad_specs_name_the_problem() {
 fn cuda_without_the_feature_is_an_error() {
     assert_eq!(
         parse_devices("cuda:0,1").unwrap_err(),
-        DeviceError::NotCompiled { spec: "cuda:0,1".into(), feature: "cuda" }
+        DeviceError::NotCompiled {
+            spec: "cuda:0,1".into(),
+            feature: "cuda"
+        }
     );
 }
 
