@@ -90,7 +90,7 @@ struct TrainArgs {
     /// A TOML or JSON file with any `TrainConfig` fields (a run's config.json repeats that run).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Where to write the run (default: runs/<unix time>).
+    /// Where to write the run (default: `runs/<unix time>`).
     #[arg(long)]
     out: Option<PathBuf>,
     #[arg(long)]

@@ -31,8 +31,7 @@ pub fn train(config: &TrainConfig, run: &mut RunDir, quiet: bool) -> Result<Alex
     device.seed(config.seed);
 
     let train_set = Synthetic::new(config.seed, config.train_size);
-    // Another seed, so validation images are never training images.
-    let val_set = Synthetic::new(config.seed.wrapping_add(0x5eed), config.val_size);
+    let val_set = validation_set(config);
     let mut model = AlexNetConfig::cifar()
         .with_num_classes(CLASSES.len())
         .with_dropout(config.dropout)
@@ -127,6 +126,12 @@ fn progress_bar(steps: usize, epoch: usize, epochs: usize, quiet: bool) -> Progr
     bar.set_style(style);
     bar.set_prefix(format!("epoch {}/{epochs}", epoch + 1));
     bar
+}
+
+/// The validation split: generated with another seed, so validation images are never training
+/// images.
+pub fn validation_set(config: &TrainConfig) -> Synthetic {
+    Synthetic::new(config.seed.wrapping_add(0x5eed), config.val_size)
 }
 
 /// Loss and top-1 accuracy of `model` over `data`, without dropout or gradients.
