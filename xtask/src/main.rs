@@ -51,23 +51,27 @@ enum Cmd {
         skip_tests: bool,
     },
     /// Train with the `kindling` binary (built in the test profile); arguments go to `kindling train`.
+    #[command(disable_help_flag = true)]
     Train {
         /// Arguments for `kindling train`, e.g. --epochs 3 --device wgpu:cpu
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
     /// Write a PNG grid of augmented versions of an image; arguments go to `kindling preview`.
+    #[command(disable_help_flag = true)]
     Preview {
         /// Arguments for `kindling preview`, e.g. --pipeline FILE --image FILE --out grid.png
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
     /// Print a model summary; arguments go to `kindling summary` (--model, --input, --json).
+    #[command(disable_help_flag = true)]
     Summary {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
     /// Save first-layer filters as a PNG; arguments go to `kindling filters` (--model, --weights, --out).
+    #[command(disable_help_flag = true)]
     Filters {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -216,6 +220,8 @@ fn kindling_executable(messages: &[u8]) -> Option<PathBuf> {
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "kindling")
+        // `cargo test` also builds main.rs as a test harness; that one has `profile.test`.
+        .filter(|m| m["profile"]["test"] == false)
         .filter(|m| {
             m["target"]["kind"]
                 .as_array()
@@ -296,5 +302,26 @@ fn ensure_runtime_dir(cmd: &mut Command) {
         if std::fs::create_dir_all(&dir).is_ok() {
             cmd.env("XDG_RUNTIME_DIR", dir);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_the_kindling_binary_not_its_test_harness() {
+        let messages = br#"{"reason":"compiler-artifact","target":{"name":"kindling","kind":["bin"]},"profile":{"test":true},"executable":"/t/deps/kindling-abc"}
+{"reason":"compiler-artifact","target":{"name":"it","kind":["test"]},"profile":{"test":true},"executable":"/t/deps/it-1"}
+{"reason":"compiler-artifact","target":{"name":"kindling","kind":["bin"]},"profile":{"test":false},"executable":"/t/kindling"}
+{"reason":"build-finished","success":true}"#;
+        assert_eq!(
+            kindling_executable(messages),
+            Some(PathBuf::from("/t/kindling"))
+        );
+        assert_eq!(
+            kindling_executable(b"{\"reason\":\"build-finished\"}"),
+            None
+        );
     }
 }
