@@ -231,9 +231,13 @@ fn kindling_executable(messages: &[u8]) -> Option<PathBuf> {
 }
 
 fn bench(extra: &[String]) -> Result<()> {
+    // `--bench '*'`: only the criterion targets; libtest's bench mode would reject criterion's
+    // flags when run on the library targets.
     let mut cmd = cargo(&[
         "bench",
         "--workspace",
+        "--bench",
+        "*",
         "--profile",
         "dev",
         "--features",

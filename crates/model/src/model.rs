@@ -34,9 +34,9 @@ pub enum WeightInit {
     /// PyTorch's default (`kaiming_uniform(a=sqrt(5))`, what torchvision's AlexNet uses): small
     /// weights, so an AlexNet without normalisation layers starts slowly.
     Torch,
-    /// He initialisation as torchvision's VGG and ResNet use it: convolutions
-    /// `kaiming_normal(mode="fan_out", nonlinearity="relu")`, linear layers `normal(0, 0.01)`,
-    /// biases zero. Keeps activations from vanishing through the ReLU stack, so training starts
+    /// He initialisation: convolutions `kaiming_normal(mode="fan_out", nonlinearity="relu")` as
+    /// torchvision's VGG and ResNet use it, linear layers `kaiming_normal(mode="fan_in",
+    /// nonlinearity="relu")`, biases zero. Keeps activations from vanishing through the ReLU stack, so training starts
     /// learning within the first steps.
     Kaiming,
 }
@@ -503,9 +503,9 @@ impl ClassifierLayer {
             } => {
                 let mut config = LinearConfig::new(in_features, out_features);
                 if init == WeightInit::Kaiming {
-                    config = config.with_initializer(Initializer::Normal {
-                        mean: 0.0,
-                        std: 0.01,
+                    config = config.with_initializer(Initializer::KaimingNormal {
+                        gain: std::f64::consts::SQRT_2,
+                        fan_out_only: false,
                     });
                 }
                 let mut linear = config.init(device);
