@@ -29,6 +29,7 @@ use rand::Rng;
 use crate::buffer::Image;
 use crate::error::{AugmentError, Result};
 use crate::functional::{self as f, Interpolation, PaddingMode};
+use crate::transforms::jitter;
 use crate::transforms::{
     Augment, ColorJitter, Context, Normalize, RandomCrop, RandomHorizontalFlip, RandomResizedCrop,
     RandomRotation, Sample, Transform,
@@ -205,27 +206,8 @@ fn slow_cifar(
     if flip {
         f::horizontal_flip_in_place(&mut x);
     }
-    let x = apply_jitter(x, order, factors)?;
+    let x = jitter(x, order, factors)?;
     f::normalize(&f::to_f32(&x), &p.mean, &p.std)
-}
-
-fn apply_jitter(
-    mut img: Image<u8>,
-    order: [u8; 4],
-    factors: [Option<f64>; 4],
-) -> Result<Image<u8>> {
-    for id in order {
-        let Some(x) = factors[usize::from(id)] else {
-            continue;
-        };
-        img = match id {
-            0 => f::adjust_brightness(&img, x)?,
-            1 => f::adjust_contrast(&img, x)?,
-            2 => f::adjust_saturation(&img, x)?,
-            _ => f::adjust_hue(&img, x)?,
-        };
-    }
-    Ok(img)
 }
 
 #[derive(Debug)]
@@ -295,7 +277,7 @@ impl<'a> Imagenet<'a> {
             if flip {
                 f::horizontal_flip_in_place(&mut x);
             }
-            let x = apply_jitter(x, order, factors)?;
+            let x = jitter(x, order, factors)?;
             let x = f::rotate(
                 &x,
                 angle,

@@ -126,7 +126,12 @@ fn check_factor(name: &'static str, r: ParamRange) -> Result<()> {
     }
 }
 
-fn jitter<T: Pixel>(img: Image<T>, order: [u8; 4], factors: [Option<f64>; 4]) -> Result<Image<T>> {
+/// Applies the colour adjustments in the drawn `order`; shared with the fused path's fallback.
+pub(crate) fn jitter<T: Pixel>(
+    img: Image<T>,
+    order: [u8; 4],
+    factors: [Option<f64>; 4],
+) -> Result<Image<T>> {
     let mut img = img;
     for id in order {
         let Some(x) = factors[usize::from(id)] else {

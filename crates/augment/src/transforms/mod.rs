@@ -23,6 +23,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::buffer::Image;
 use crate::error::{AugmentError, Result};
 
+pub(crate) use color::jitter;
 pub use color::{ColorJitter, Normalize, RandomErasing, ToTensor};
 pub use compose::{Compose, RandomApply, RandomChoice};
 pub use geometric::{
