@@ -76,6 +76,13 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Run any `kindling` subcommand (dataset, activations, check-device, ...) with the binary of
+    /// the test build, e.g. `cargo xtask kindling check-device --device wgpu:cpu`.
+    #[command(disable_help_flag = true)]
+    Kindling {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Run the criterion benchmarks (dev profile, shared with the tests).
     Bench {
         /// Extra arguments for the bench binaries (e.g. a criterion filter).
@@ -94,6 +101,10 @@ fn main() -> Result<()> {
         Cmd::Preview { args } => kindling("preview", &args),
         Cmd::Summary { args } => kindling("summary", &args),
         Cmd::Filters { args } => kindling("filters", &args),
+        Cmd::Kindling { args } => match args.split_first() {
+            Some((subcommand, rest)) => kindling(subcommand, rest),
+            None => kindling("--help", &[]),
+        },
         Cmd::Bench { args } => bench(&args),
     }
 }

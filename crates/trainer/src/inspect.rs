@@ -80,6 +80,26 @@ pub fn filters(model: &AlexNet) -> Result<RgbImage> {
     Ok(model.filter_image("features.0", GridOptions::default())?)
 }
 
+/// The feature maps of `layer` for `picture`, resized (bilinear) to the model's nominal input and
+/// normalised with ImageNet's statistics, tiled into one image.
+pub fn activations(
+    model: &AlexNet,
+    layer: &str,
+    picture: &image::DynamicImage,
+) -> Result<RgbImage> {
+    let side = model.variant().nominal_input() as u32;
+    let resized = picture
+        .resize_exact(side, side, image::imageops::FilterType::Triangle)
+        .to_rgb8();
+    let input = kindling_model::image_to_tensor(&resized, &Device::flex());
+    // Layers are named `features.3`; a bare number is an index into the execution order.
+    let image = match layer.parse::<usize>() {
+        Ok(index) => model.activation_image(input, index, 0, GridOptions::default())?,
+        Err(_) => model.activation_image(input, layer, 0, GridOptions::default())?,
+    };
+    Ok(image)
+}
+
 /// `original | n augmented versions` side by side, each centred in a cell of the largest size.
 ///
 /// f32 outputs are mapped back to pixels by undoing the pipeline's last top-level `Normalize`,

@@ -48,6 +48,22 @@ enum Cmd {
         #[arg(long, default_value = "filters.png")]
         out: PathBuf,
     },
+    /// Save the activation maps of one layer for an image as a PNG.
+    Activations {
+        #[arg(long, default_value = "alexnet")]
+        model: String,
+        /// torchvision-format weights (.pth or .safetensors); default: random initialisation
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// A layer by torchvision name (`features.3`) or index
+        #[arg(long, default_value = "features.1")]
+        layer: String,
+        /// A PNG or JPEG image, resized to the model's input size
+        #[arg(long)]
+        image: PathBuf,
+        #[arg(long, default_value = "activations.png")]
+        out: PathBuf,
+    },
     /// Write a PNG of an image next to N augmented versions of it.
     Preview {
         /// A pipeline file (.toml or .json), e.g. crates/augment/pipelines/cifar.toml
@@ -217,6 +233,20 @@ fn main() -> Result<()> {
             }
             save_png(&inspect::filters(&net)?, &out)?;
             println!("wrote {}", out.display());
+            Ok(())
+        }
+        Cmd::Activations {
+            model,
+            weights,
+            layer,
+            image,
+            out,
+        } => {
+            let net = inspect::model(&model, weights.as_deref())?;
+            let picture = image::open(&image)
+                .with_context(|| format!("cannot read image {}", image.display()))?;
+            save_png(&inspect::activations(&net, &layer, &picture)?, &out)?;
+            println!("wrote {} ({layer} of {model})", out.display());
             Ok(())
         }
         Cmd::Preview {
