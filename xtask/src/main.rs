@@ -115,7 +115,10 @@ fn build(features: &str) -> Result<()> {
         cmd.args(["--features", features]);
     }
     run(cmd)?;
-    println!("built {}", root().join("target/release/kindling").display());
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    println!("built {}", target.join("release/kindling").display());
     Ok(())
 }
 

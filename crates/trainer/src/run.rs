@@ -1,5 +1,5 @@
-//! The run directory: the resolved config, `metrics.csv` (one line per epoch, appended as the run
-//! goes) and `metrics.json` (the whole history, rewritten after every epoch).
+//! The run directory: the resolved config, `metrics.csv` (one line per epoch) and `metrics.json`
+//! (the whole history), both rewritten after every epoch.
 //!
 //! Every file is written to a temporary name and renamed, so a run killed at any moment leaves
 //! either the previous or the new version of a file, never half of one.

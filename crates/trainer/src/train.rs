@@ -13,7 +13,8 @@ use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamWConfig, GradientsParams, SgdConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
-use kindling_augment::{Augment, Image, Sample, batch_to_tensor, functional as f};
+use kindling_augment::{Augment, Compose, Image, Sample, batch_to_tensor, functional as f};
+use kindling_dist::DistributedSampler;
 use kindling_model::{AlexNet, AlexNetConfig, WeightInit};
 
 use crate::config::{Optimizer, TrainConfig};
@@ -66,7 +67,7 @@ pub fn train(config: &TrainConfig, run: &mut RunDir, quiet: bool) -> Result<Alex
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         let mut lr = 0.0;
         let bar = progress_bar(steps_per_epoch, epoch, config.epochs, quiet);
-        for batch in Loader::spawn(train_set, config, epoch) {
+        for batch in Loader::spawn(train_set, config, epoch)? {
             let (images, labels) = batch?;
             lr = config.lr_at(step, steps_per_epoch);
             let x = batch_to_tensor(&images, &device)?;
@@ -168,22 +169,27 @@ struct Loader {
 }
 
 impl Loader {
-    fn spawn(data: Synthetic, config: &TrainConfig, epoch: usize) -> Self {
+    fn spawn(data: Synthetic, config: &TrainConfig, epoch: usize) -> Result<Self> {
         let (sender, receiver) = mpsc::sync_channel(2);
-        let order = shuffled(data.len(), config.seed, epoch);
+        // One rank of one: the same seeded shuffle a multi-rank run will shard.
+        let mut sampler = DistributedSampler::new(data.len(), 1, 0)?.with_seed(config.seed);
+        sampler.set_epoch(epoch as u64);
+        let order = sampler.indices();
         let batch_size = config.batch_size;
-        let augment = config.augment.then_some((config.seed, epoch));
+        let augment = config
+            .augment
+            .then(|| (kindling_augment::pipelines::cifar(), config.seed, epoch));
         std::thread::spawn(move || {
             // drop_last, as PyTorch's DataLoader(drop_last=True): every step sees a full batch.
             for chunk in order.chunks_exact(batch_size) {
-                if sender.send(load(&data, chunk, augment)).is_err() {
+                if sender.send(load(&data, chunk, augment.as_ref())).is_err() {
                     break; // the training loop stopped early
                 }
             }
         });
-        Self {
+        Ok(Self {
             receiver: receiver.into_iter(),
-        }
+        })
     }
 }
 
@@ -194,17 +200,21 @@ impl Iterator for Loader {
     }
 }
 
-/// Loads and converts samples; with `augment = Some((seed, epoch))` each sample is augmented
-/// with an RNG derived from (seed, epoch, index), so results do not depend on thread timing.
-fn load(data: &Synthetic, indices: &[usize], augment: Option<(u64, usize)>) -> Result<Batch> {
-    let pipeline = kindling_augment::pipelines::cifar();
+/// Loads and converts samples; with `augment = Some((pipeline, seed, epoch))` each sample is
+/// augmented with an RNG derived from (seed, epoch, index), so results do not depend on thread
+/// timing.
+fn load(
+    data: &Synthetic,
+    indices: &[usize],
+    augment: Option<&(Compose, u64, usize)>,
+) -> Result<Batch> {
     let mut images = Vec::with_capacity(indices.len());
     let mut labels = Vec::with_capacity(indices.len());
     for &index in indices {
         let (image, label) = data.get(index);
         let image = match augment {
-            Some((seed, epoch)) => {
-                let mut rng = kindling_augment::sample_rng(seed, epoch as u64, index as u64);
+            Some((pipeline, seed, epoch)) => {
+                let mut rng = kindling_augment::sample_rng(*seed, *epoch as u64, index as u64);
                 pipeline
                     .apply(Sample::U8(image), &mut rng)
                     .with_context(|| format!("augmenting sample {index}"))?
@@ -216,17 +226,6 @@ fn load(data: &Synthetic, indices: &[usize], augment: Option<(u64, usize)>) -> R
         labels.push(label);
     }
     Ok((images, labels))
-}
-
-/// A permutation of 0..len that depends only on (seed, epoch).
-fn shuffled(len: usize, seed: u64, epoch: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..len).collect();
-    let mut rng = kindling_augment::sample_rng(seed, epoch as u64, u64::MAX);
-    for i in (1..len).rev() {
-        let j = rand::RngExt::random_range(&mut rng, 0..=i);
-        order.swap(i, j);
-    }
-    order
 }
 
 fn labels_tensor(labels: &[usize], device: &Device) -> Tensor<1, Int> {
