@@ -247,6 +247,17 @@ fn check_dims(channels: usize, height: usize, width: usize) -> Result<()> {
             "every dimension must be at least 1",
         ));
     }
+    if channels
+        .checked_mul(height)
+        .and_then(|n| n.checked_mul(width))
+        .is_none()
+    {
+        return Err(AugmentError::unsupported(
+            "Image",
+            &[channels, height, width],
+            "channels * height * width overflows usize",
+        ));
+    }
     Ok(())
 }
 

@@ -93,11 +93,15 @@ impl<'a> Cifar<'a> {
         else {
             return None;
         };
-        // Invalid parameters: let the op-by-op path report the error at the same point.
-        if t.iter().any(|t| t.validate().is_err()) {
+        // Cheap structural checks first: this runs for every sample.
+        if crop.padding_mode != PaddingMode::Constant
+            || !jitter_ok(jitter)
+            || !matches!(crop.fill.values().len(), 1 | 3)
+        {
             return None;
         }
-        if crop.padding_mode != PaddingMode::Constant || !jitter_ok(jitter) {
+        // Invalid parameters: let the op-by-op path report the error at the same point.
+        if t.iter().any(|t| t.validate().is_err()) {
             return None;
         }
         let (mean, std) = norm_params(norm)?;
@@ -141,7 +145,15 @@ impl<'a> Cifar<'a> {
         };
         let ph = h + pad.top + pad.bottom;
         let pw = w + pad.left + pad.right;
-        if factors[2].is_some() || factors[3].is_some() || top + th > ph || left + tw > pw {
+        // checked_add: replayed positions come from the caller and may be huge.
+        let outside = |start: usize, len: usize, limit: usize| {
+            start.checked_add(len).is_none_or(|end| end > limit)
+        };
+        if factors[2].is_some()
+            || factors[3].is_some()
+            || outside(top, th, ph)
+            || outside(left, tw, pw)
+        {
             // Replayed saturation/hue, or a replayed crop outside the image (for the error):
             // op by op.
             return slow_cifar(self, img, pad, fill, window, flip, order, factors);
@@ -518,6 +530,22 @@ pub(crate) fn fma_f32(a: f32, b: f32, c: f32) -> f32 {
 mod tests {
     use super::*;
     use rand::{RngExt, SeedableRng};
+
+    /// The fused-vs-op-by-op equality tests in tests/it/fused.rs only mean something if the
+    /// seed pipelines really take the fused path.
+    #[test]
+    fn seed_pipelines_take_the_fused_path() {
+        let cifar = crate::pipelines::cifar();
+        assert!(Cifar::matches(&cifar.transforms).is_some());
+        let imagenet = crate::pipelines::imagenet();
+        assert!(Imagenet::matches(&imagenet.transforms).is_some());
+        // A structural difference (reflect padding) must fall back to op by op.
+        let mut reflect = crate::pipelines::cifar();
+        if let Transform::RandomCrop(crop) = &mut reflect.transforms[0] {
+            crop.padding_mode = PaddingMode::Reflect;
+        }
+        assert!(Cifar::matches(&reflect.transforms).is_none());
+    }
 
     #[test]
     fn fma_emulation_matches_mul_add() {

@@ -139,6 +139,8 @@ impl<C: Communicator> Ddp<C> {
         };
         module.visit(&mut reader);
         if let Some(e) = reader.error {
+            // Tell the peers now rather than let them wait out the timeout.
+            self.comm.abort(&e.to_string());
             return Err(e);
         }
         let mut values = reader.values;
@@ -202,6 +204,8 @@ impl<C: Communicator> Ddp<C> {
         };
         module.visit(&mut take);
         if let Some(e) = take.error {
+            // Tell the peers now rather than let them wait out the timeout.
+            self.comm.abort(&e.to_string());
             return Err(e);
         }
         let mut taken = take.taken;

@@ -69,7 +69,4 @@ pub enum DistError {
     /// The group was already aborted (or this handle was closed) before the call.
     #[error("the process group is closed: {0}")]
     Closed(String),
-    /// The MPI engine reported an error.
-    #[error("MPI: {0}")]
-    Mpi(String),
 }

@@ -125,11 +125,19 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
+/// Deadlines are `Instant::now() + timeout`; a bound keeps that addition from overflowing.
+const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+
 pub(crate) fn check_timeout(timeout: Duration) -> Result<()> {
     if timeout.is_zero() {
         return Err(DistError::Invalid(
             "the collective timeout must be positive".into(),
         ));
+    }
+    if timeout > MAX_TIMEOUT {
+        return Err(DistError::Invalid(format!(
+            "the collective timeout {timeout:?} is longer than the maximum {MAX_TIMEOUT:?}"
+        )));
     }
     Ok(())
 }
@@ -423,7 +431,7 @@ impl Communicator for LocalComm {
     }
 
     fn set_timeout(&mut self, timeout: Duration) {
-        self.timeout = timeout.max(Duration::from_millis(1));
+        self.timeout = timeout.clamp(Duration::from_millis(1), MAX_TIMEOUT);
     }
 
     fn all_reduce(&mut self, buf: &mut [f32], op: ReduceOp) -> Result<()> {

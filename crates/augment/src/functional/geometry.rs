@@ -69,10 +69,17 @@ pub fn pad<T: Pixel>(
 ) -> Result<Image<T>> {
     let fill = per_channel("fill", fill, img.channels(), T::default())?;
     let [c, h, w] = img.shape();
+    let grow = |side: usize, a: usize, b: usize| {
+        side.checked_add(a)
+            .and_then(|n| n.checked_add(b))
+            .ok_or_else(|| {
+                AugmentError::param("padding", padding, "a padded size that fits in usize")
+            })
+    };
     let shape = [
         c,
-        h + padding.top + padding.bottom,
-        w + padding.left + padding.right,
+        grow(h, padding.top, padding.bottom)?,
+        grow(w, padding.left, padding.right)?,
     ];
     Image::from_fn(shape, |ch, y, x| {
         let sy = source_index(y as isize - padding.top as isize, h, mode);

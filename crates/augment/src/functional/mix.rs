@@ -115,6 +115,13 @@ fn check_batch(batch: &[Image<f32>], labels: &[usize], num_classes: usize) -> Re
             format!("all images of a batch must have shape {:?}", first.shape()),
         ));
     }
+    if labels.len().checked_mul(num_classes).is_none() {
+        return Err(AugmentError::param(
+            "num_classes",
+            num_classes,
+            "small enough for batch * num_classes targets",
+        ));
+    }
     if let Some(&l) = labels.iter().find(|&&l| l >= num_classes) {
         return Err(AugmentError::param(
             "label",

@@ -437,3 +437,20 @@ fn resize_and_rotation_shapes() {
         .expect("ok");
     assert_eq!(out.shape(), [3, 40, 30]);
 }
+
+/// Sizes whose arithmetic would overflow are errors, never panics or wrapped allocations.
+#[test]
+fn overflowing_sizes_are_errors() {
+    use kindling_augment::functional::{self as f, Padding, PaddingMode};
+    assert!(Image::<u8>::from_chw(vec![], 1 << 32, 1 << 32, 2).is_err());
+    let img = Image::<u8>::filled(0, 3, 4, 4).expect("valid image");
+    let padding = Padding {
+        left: 0,
+        top: usize::MAX,
+        right: 0,
+        bottom: 1,
+    };
+    assert!(f::pad(&img, padding, PaddingMode::Constant, &[0]).is_err());
+    let batch = vec![Image::<f32>::filled(0.0, 3, 2, 2).expect("valid image"); 2];
+    assert!(f::mixup(&batch, &[0, 1], 0.5, usize::MAX).is_err());
+}

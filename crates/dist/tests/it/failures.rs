@@ -133,3 +133,11 @@ fn stalled_rank_times_out_at_the_configured_timeout() {
     );
     assert!(*t1 < Duration::from_millis(100), "{t1:?}");
 }
+
+#[test]
+fn timeouts_too_large_for_a_deadline_are_rejected() {
+    let Err(err) = LocalGroup::handles(2, Duration::MAX) else {
+        panic!("Duration::MAX cannot be a deadline");
+    };
+    assert!(err.to_string().contains("longer than the maximum"), "{err}");
+}
