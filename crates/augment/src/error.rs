@@ -26,6 +26,9 @@ pub enum AugmentError {
         format: &'static str,
         message: String,
     },
+    /// An encoded image (PNG, JPEG) could not be decoded.
+    #[error("cannot decode image of item {index}: {message}")]
+    Decode { index: u64, message: String },
     /// Two sizes that must agree do not (buffer vs shape, batch vs labels, ...).
     #[error("size mismatch in {what}: expected {expected}, got {actual}")]
     SizeMismatch {

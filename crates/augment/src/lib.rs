@@ -70,6 +70,7 @@
 //! ```
 
 mod batch;
+pub mod batched;
 mod buffer;
 mod error;
 mod fast;

@@ -39,7 +39,7 @@ impl Padding {
 }
 
 /// Maps an out-of-range coordinate `i` (relative to an axis of length `n`) into `0..n`.
-fn source_index(i: isize, n: usize, mode: PaddingMode) -> Option<usize> {
+pub(crate) fn source_index(i: isize, n: usize, mode: PaddingMode) -> Option<usize> {
     let n = n as isize;
     if (0..n).contains(&i) {
         return Some(i as usize);

@@ -319,6 +319,56 @@ fn resize_nearest<T: Pixel>(img: &Image<T>, out_h: usize, out_w: usize) -> Resul
     })
 }
 
+/// Axis resampling as a dense `[output, full]` row-major matrix: output position `i` is the
+/// weighted sum of input positions `offset + k` for `k` in `0..input` (a crop of an axis of
+/// length `full`), with exactly the taps of [`resize`]. An unchanged size is a plain copy of
+/// the crop, as [`resize`] skips that pass. The batched tensor ops resize with these.
+///
+/// `fixed_point` gives the u8 kernel's quantised weights (`weights_i / 2^precision`): with
+/// them an f32 matmul over u8 values is exact, and `floor(x + 0.5)` then reproduces the u8
+/// kernel's rounding bit for bit.
+pub(crate) fn axis_matrix(
+    full: usize,
+    offset: usize,
+    input: usize,
+    output: usize,
+    interpolation: Interpolation,
+    antialias: bool,
+    fixed_point: bool,
+) -> Vec<f32> {
+    let mut m = vec![0.0f32; output * full];
+    if input == output {
+        for i in 0..output {
+            m[i * full + offset + i] = 1.0;
+        }
+        return m;
+    }
+    match interpolation {
+        Interpolation::Nearest => {
+            for i in 0..output {
+                m[i * full + offset + nearest_source(i, input, output)] = 1.0;
+            }
+        }
+        Interpolation::Bilinear => {
+            let taps = AxisTaps::bilinear(input, output, antialias);
+            let unit = 1.0 / f64::from(1u32 << taps.precision);
+            for i in 0..output {
+                let (s, n) = (taps.start[i], taps.len[i]);
+                let range = i * taps.stride..i * taps.stride + n;
+                for k in 0..n {
+                    let j = range.start + k;
+                    m[i * full + offset + s + k] = if fixed_point {
+                        (f64::from(taps.weights_i[j]) * unit) as f32
+                    } else {
+                        taps.weights_f[j]
+                    };
+                }
+            }
+        }
+    }
+    m
+}
+
 /// torch's `nearest_idx`: `min(floor(dst * (in / out)), in - 1)` with the scale in f32, which
 /// is why it is not simply `dst * in / out` in integers.
 fn nearest_source(dst: usize, input: usize, output: usize) -> usize {

@@ -59,16 +59,7 @@ pub fn rotate<T: Pixel>(
         }
     }
 
-    // torchvision's `_get_inverse_affine_matrix(center_f, -angle, ...)`, in f64 like Python;
-    // the centre is relative to the image centre.
-    let [cx, cy] = center.map_or([0.0, 0.0], |[x, y]| {
-        [x - w as f64 * 0.5, y - h as f64 * 0.5]
-    });
-    let rot = (-angle).to_radians();
-    let (sin, cos) = rot.sin_cos();
-    let mut m = [cos, sin, 0.0, -sin, cos, 0.0];
-    m[2] += cx - m[0] * cx - m[1] * cy;
-    m[5] += cy - m[3] * cx - m[4] * cy;
+    let m = inverse_matrix(h, w, angle, center);
 
     let (out_w, out_h) = if expand {
         expanded_size(&m, w, h)
@@ -86,10 +77,8 @@ pub fn rotate<T: Pixel>(
     // `_affine_grid` (f32): the theta columns are divided by half the input size, then applied
     // to output pixel centres relative to the output centre; `grid_sample(align_corners=False)`
     // maps the normalised coordinate g to pixel index (g + 1) * size / 2 - 0.5.
-    let theta = m.map(|v| v as f32);
+    let (rx, ry) = grid_rows(&m, h, w);
     let (half_w, half_h) = (0.5 * w as f32, 0.5 * h as f32);
-    let rx = [theta[0] / half_w, theta[1] / half_w, theta[2] / half_w];
-    let ry = [theta[3] / half_h, theta[4] / half_h, theta[5] / half_h];
     let mut data = vec![T::default(); c * out_h * out_w];
     let plane_out = out_h * out_w;
     let mut vals = vec![0.0f32; c];
@@ -121,6 +110,32 @@ pub fn rotate<T: Pixel>(
         }
     }
     Ok(Image::from_vec_unchecked(data, c, out_h, out_w))
+}
+
+/// torchvision's `_get_inverse_affine_matrix(center_f, -angle, ...)`, in f64 like Python;
+/// the centre is relative to the image centre.
+pub(crate) fn inverse_matrix(h: usize, w: usize, angle: f64, center: Option<[f64; 2]>) -> [f64; 6] {
+    let [cx, cy] = center.map_or([0.0, 0.0], |[x, y]| {
+        [x - w as f64 * 0.5, y - h as f64 * 0.5]
+    });
+    let rot = (-angle).to_radians();
+    let (sin, cos) = rot.sin_cos();
+    let mut m = [cos, sin, 0.0, -sin, cos, 0.0];
+    m[2] += cx - m[0] * cx - m[1] * cy;
+    m[5] += cy - m[3] * cx - m[4] * cy;
+    m
+}
+
+/// `_affine_grid`'s rows in f32: the theta columns divided by half the input size. The
+/// normalised source of the output pixel at `(bx, by)` (relative to the output centre) is
+/// `(rx . [bx, by, 1], ry . [bx, by, 1])`.
+pub(crate) fn grid_rows(m: &[f64; 6], h: usize, w: usize) -> ([f32; 3], [f32; 3]) {
+    let theta = m.map(|v| v as f32);
+    let (half_w, half_h) = (0.5 * w as f32, 0.5 * h as f32);
+    (
+        [theta[0] / half_w, theta[1] / half_w, theta[2] / half_w],
+        [theta[3] / half_h, theta[4] / half_h, theta[5] / half_h],
+    )
 }
 
 /// For nearest rotation about the centre without `expand`, of an `h x w` image that is first
@@ -245,7 +260,7 @@ fn sample<T: Pixel>(
 
 /// torchvision's `_compute_affine_output_size`: bounding box of the rotated corners in f32,
 /// truncated to 1e-4 before ceil/floor so that rounding noise does not add a pixel.
-fn expanded_size(m: &[f64; 6], w: usize, h: usize) -> (usize, usize) {
+pub(crate) fn expanded_size(m: &[f64; 6], w: usize, h: usize) -> (usize, usize) {
     let t = m.map(|v| v as f32);
     let (hw, hh) = (0.5 * w as f32, 0.5 * h as f32);
     let pts = [(-hw, -hh), (-hw, hh), (hw, hh), (hw, -hh)];

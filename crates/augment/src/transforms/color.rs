@@ -319,8 +319,73 @@ impl RandomErasing {
     }
 }
 
+/// A box RandomErasing drew (or replayed) to erase.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct ErasePlan {
+    pub top: usize,
+    pub left: usize,
+    pub height: usize,
+    pub width: usize,
+    pub noise_seed: Option<u64>,
+}
+
+impl RandomErasing {
+    /// Draws (or replays) the box for an `h x w` image; `None` leaves the image alone (not
+    /// drawn with probability `p`, no box fitted, or an empty box, as in torchvision). A
+    /// replayed box without the noise seed that `value = "random"` needs is an error.
+    pub(crate) fn next_params<R: Rng + ?Sized>(
+        &self,
+        ctx: &mut Context<'_, R>,
+        h: usize,
+        w: usize,
+    ) -> Result<Option<ErasePlan>> {
+        let p = ctx.params(|rng| {
+            if coin(rng, self.p) {
+                Ok(self.draw(rng, h, w))
+            } else {
+                Ok(Applied::RandomErasing {
+                    erase: false,
+                    top: 0,
+                    left: 0,
+                    height: 0,
+                    width: 0,
+                    noise_seed: None,
+                })
+            }
+        })?;
+        let Applied::RandomErasing {
+            erase,
+            top,
+            left,
+            height,
+            width,
+            noise_seed,
+        } = p
+        else {
+            return Err(replay_mismatch("RandomErasing", &p));
+        };
+        if !erase || height == 0 || width == 0 {
+            return Ok(None);
+        }
+        if matches!(self.value, EraseValue::Random(_)) && noise_seed.is_none() {
+            return Err(AugmentError::param(
+                "replayed params",
+                p,
+                "a noise_seed for value = \"random\"",
+            ));
+        }
+        Ok(Some(ErasePlan {
+            top,
+            left,
+            height,
+            width,
+            noise_seed,
+        }))
+    }
+}
+
 /// Standard normal samples (Box-Muller) from a dedicated RNG.
-fn normal_noise(seed: u64, n: usize) -> Vec<f32> {
+pub(crate) fn normal_noise(seed: u64, n: usize) -> Vec<f32> {
     let mut rng = StdRng::seed_from_u64(seed);
     (0..n)
         .map(|_| {
@@ -370,35 +435,16 @@ impl Augment for RandomErasing {
                 v.len(),
             ));
         }
-        let p = ctx.params(|rng| {
-            if coin(rng, self.p) {
-                Ok(self.draw(rng, h, w))
-            } else {
-                Ok(Applied::RandomErasing {
-                    erase: false,
-                    top: 0,
-                    left: 0,
-                    height: 0,
-                    width: 0,
-                    noise_seed: None,
-                })
-            }
-        })?;
-        let Applied::RandomErasing {
-            erase,
+        let Some(ErasePlan {
             top,
             left,
             height,
             width,
             noise_seed,
-        } = p
+        }) = self.next_params(ctx, h, w)?
         else {
-            return Err(replay_mismatch("RandomErasing", &p));
-        };
-        // A box of zero height or width erases nothing, as in torchvision.
-        if !erase || height == 0 || width == 0 {
             return Ok(Sample::F32(img));
-        }
+        };
         match (&self.value, noise_seed) {
             (EraseValue::Random(_), Some(seed)) => {
                 f::erase_in_place(&mut img, top, left, height, width, &[0.0])?;
@@ -411,9 +457,10 @@ impl Augment for RandomErasing {
                 }
             }
             (EraseValue::Random(_), None) => {
+                // next_params rejects a replayed random erase without its noise seed.
                 return Err(AugmentError::param(
                     "replayed params",
-                    p,
+                    "noise_seed = None",
                     "a noise_seed for value = \"random\"",
                 ));
             }

@@ -69,13 +69,9 @@ impl RandomApply {
     }
 }
 
-impl Augment for RandomApply {
-    fn validate(&self) -> Result<()> {
-        check_range("RandomApply.p", self.p, 0.0, 1.0)?;
-        self.transforms.iter().try_for_each(Augment::validate)
-    }
-
-    fn run<R: Rng + ?Sized>(&self, sample: Sample, ctx: &mut Context<'_, R>) -> Result<Sample> {
+impl RandomApply {
+    /// Checks `p`, then draws (or replays) whether the transforms run.
+    pub(crate) fn next_apply<R: Rng + ?Sized>(&self, ctx: &mut Context<'_, R>) -> Result<bool> {
         check_range("RandomApply.p", self.p, 0.0, 1.0)?;
         let p = ctx.params(|rng| {
             Ok(Applied::RandomApply {
@@ -85,7 +81,18 @@ impl Augment for RandomApply {
         let Applied::RandomApply { apply } = p else {
             return Err(replay_mismatch("RandomApply", &p));
         };
-        if apply {
+        Ok(apply)
+    }
+}
+
+impl Augment for RandomApply {
+    fn validate(&self) -> Result<()> {
+        check_range("RandomApply.p", self.p, 0.0, 1.0)?;
+        self.transforms.iter().try_for_each(Augment::validate)
+    }
+
+    fn run<R: Rng + ?Sized>(&self, sample: Sample, ctx: &mut Context<'_, R>) -> Result<Sample> {
+        if self.next_apply(ctx)? {
             run_all(&self.transforms, sample, ctx)
         } else {
             Ok(sample)
@@ -163,13 +170,10 @@ impl RandomChoice {
     }
 }
 
-impl Augment for RandomChoice {
-    fn validate(&self) -> Result<()> {
-        self.check()?;
-        self.transforms.iter().try_for_each(Augment::validate)
-    }
-
-    fn run<R: Rng + ?Sized>(&self, sample: Sample, ctx: &mut Context<'_, R>) -> Result<Sample> {
+impl RandomChoice {
+    /// Checks the weights, then draws (or replays) the index of the transform to run; a
+    /// replayed index is checked against the number of transforms.
+    pub(crate) fn next_index<R: Rng + ?Sized>(&self, ctx: &mut Context<'_, R>) -> Result<usize> {
         self.check()?;
         let p = ctx.params(|rng| {
             Ok(Applied::RandomChoice {
@@ -179,13 +183,25 @@ impl Augment for RandomChoice {
         let Applied::RandomChoice { index } = p else {
             return Err(replay_mismatch("RandomChoice", &p));
         };
-        let t = self.transforms.get(index).ok_or_else(|| {
-            AugmentError::param(
+        if index >= self.transforms.len() {
+            return Err(AugmentError::param(
                 "replayed RandomChoice.index",
                 index,
                 format!("less than {}", self.transforms.len()),
-            )
-        })?;
-        t.run(sample, ctx)
+            ));
+        }
+        Ok(index)
+    }
+}
+
+impl Augment for RandomChoice {
+    fn validate(&self) -> Result<()> {
+        self.check()?;
+        self.transforms.iter().try_for_each(Augment::validate)
+    }
+
+    fn run<R: Rng + ?Sized>(&self, sample: Sample, ctx: &mut Context<'_, R>) -> Result<Sample> {
+        let index = self.next_index(ctx)?;
+        self.transforms[index].run(sample, ctx)
     }
 }

@@ -259,6 +259,21 @@ impl RandomVerticalFlip {
     }
 }
 
+impl RandomVerticalFlip {
+    /// Draws (or replays) whether to flip.
+    pub(crate) fn next_flip<R: Rng + ?Sized>(&self, ctx: &mut Context<'_, R>) -> Result<bool> {
+        let p = ctx.params(|rng| {
+            Ok(Applied::RandomVerticalFlip {
+                flip: coin(rng, self.p),
+            })
+        })?;
+        let Applied::RandomVerticalFlip { flip } = p else {
+            return Err(replay_mismatch("RandomVerticalFlip", &p));
+        };
+        Ok(flip)
+    }
+}
+
 impl Default for RandomVerticalFlip {
     fn default() -> Self {
         Self { p: 0.5 }
@@ -272,15 +287,7 @@ impl Augment for RandomVerticalFlip {
 
     fn run<R: Rng + ?Sized>(&self, sample: Sample, ctx: &mut Context<'_, R>) -> Result<Sample> {
         self.validate()?;
-        let p = ctx.params(|rng| {
-            Ok(Applied::RandomVerticalFlip {
-                flip: coin(rng, self.p),
-            })
-        })?;
-        let Applied::RandomVerticalFlip { flip } = p else {
-            return Err(replay_mismatch("RandomVerticalFlip", &p));
-        };
-        if !flip {
+        if !self.next_flip(ctx)? {
             return Ok(sample);
         }
         Ok(map_sample!(sample, img => f::vertical_flip(&img)))

@@ -23,8 +23,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::buffer::Image;
 use crate::error::{AugmentError, Result};
 
-pub(crate) use color::jitter;
 pub use color::{ColorJitter, Normalize, RandomErasing, ToTensor};
+pub(crate) use color::{ErasePlan, jitter, normal_noise};
 pub use compose::{Compose, RandomApply, RandomChoice};
 pub use geometric::{
     CenterCrop, RandomCrop, RandomHorizontalFlip, RandomResizedCrop, RandomRotation,
@@ -224,6 +224,59 @@ impl<R: Rng + ?Sized> Context<'_, R> {
                 *next += 1;
                 Ok(p)
             }
+        }
+    }
+}
+
+/// Where one sample of a batch gets its parameters on the tensor path: its own RNG (with a
+/// record of what it drew) or a recorded list. The batched executor keeps one per sample and
+/// lends it to the transforms' draw helpers one draw at a time, so each sample's RNG advances
+/// exactly as it would on the CPU path.
+#[derive(Debug)]
+pub(crate) enum SampleSource {
+    Draw { rng: StdRng, record: Vec<Applied> },
+    Replay { params: Vec<Applied>, next: usize },
+}
+
+impl SampleSource {
+    pub(crate) fn with<T>(
+        &mut self,
+        f: impl FnOnce(&mut Context<'_, StdRng>) -> Result<T>,
+    ) -> Result<T> {
+        match self {
+            SampleSource::Draw { rng, record } => f(&mut Context {
+                mode: Mode::Draw {
+                    rng,
+                    record: Some(record),
+                },
+            }),
+            SampleSource::Replay { params, next } => {
+                let mut ctx = Context {
+                    mode: Mode::Replay {
+                        params,
+                        next: *next,
+                    },
+                };
+                let out = f(&mut ctx);
+                if let Mode::Replay { next: n, .. } = ctx.mode {
+                    *next = n;
+                }
+                out
+            }
+        }
+    }
+
+    /// The parameters drawn so far (or the replayed list), and an error if a replayed list
+    /// was not used up.
+    pub(crate) fn finish(self) -> Result<Vec<Applied>> {
+        match self {
+            SampleSource::Draw { record, .. } => Ok(record),
+            SampleSource::Replay { params, next } if next == params.len() => Ok(params),
+            SampleSource::Replay { params, next } => Err(AugmentError::mismatch(
+                "replayed parameter list",
+                next,
+                params.len(),
+            )),
         }
     }
 }

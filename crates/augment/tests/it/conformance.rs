@@ -635,6 +635,32 @@ fn compare(cand: &Tensor, reference: &Tensor, tol: &Tolerance) -> CaseResult<Sta
 
 #[test]
 fn torchvision_conformance() {
+    check_manifest("CPU", run_case);
+}
+
+/// The batched tensor path on flex: every case through `kindling_augment::batched`, with the
+/// sweep values as per-sample parameters of one batch.
+#[test]
+fn tensor_path_conformance_flex() {
+    let device = burn::tensor::Device::flex();
+    check_manifest("tensor (flex)", |dir, case| {
+        tensor_path::run_case(dir, case, &device)
+    });
+}
+
+/// The same on wgpu through lavapipe (real GPU kernels on the CPU); `cargo xtask test` runs it
+/// where a Vulkan driver exists.
+#[test]
+#[ignore = "needs a Vulkan driver (lavapipe); run by `cargo xtask test`"]
+fn tensor_path_conformance_wgpu() {
+    let device = burn::tensor::Device::wgpu(burn::tensor::DeviceKind::Cpu);
+    check_manifest("tensor (wgpu)", |dir, case| {
+        tensor_path::run_case(dir, case, &device)
+    });
+}
+
+fn check_manifest(label: &str, run_case: impl Fn(&Path, &Case) -> CaseResult<Vec<Tensor>>) {
+    println!("conformance of the {label} path");
     let dir = reference_dir();
     let manifest_path = dir.join("manifest.json");
     let text = std::fs::read_to_string(&manifest_path).unwrap_or_else(|e| {
@@ -710,4 +736,360 @@ fn torchvision_conformance() {
         failures.len(),
         failures.join("\n  ")
     );
+}
+
+/// The manifest's ops on the batched tensor path (`kindling_augment::batched`).
+mod tensor_path {
+    use burn::tensor::{Device, TensorData};
+    use kindling_augment::batched::{self as b, Dtype, ops};
+    use kindling_augment::{Applied, Transform, pipelines};
+
+    use super::*;
+
+    fn err(e: kindling_augment::AugmentError) -> String {
+        e.to_string()
+    }
+
+    /// `copies` copies of a CHW reference tensor as one batch.
+    fn batch_of(
+        t: &Tensor,
+        copies: usize,
+        device: &Device,
+    ) -> CaseResult<(b::DeviceBatch, [usize; 3])> {
+        let [c, h, w] = <[usize; 3]>::try_from(t.shape.as_slice())
+            .map_err(|_| format!("expected CHW, got {:?}", t.shape))?;
+        let (values, dtype): (Vec<f32>, Dtype) = match &t.data {
+            Data::U8(v) => (v.iter().map(|&x| f32::from(x)).collect(), Dtype::U8),
+            Data::F32(v) => (v.clone(), Dtype::F32),
+            Data::I64(_) => return Err("an image cannot be i64".into()),
+        };
+        let data: Vec<f32> = (0..copies).flat_map(|_| values.iter().copied()).collect();
+        let pixels =
+            burn::tensor::Tensor::from_data(TensorData::new(data, [copies, c, h, w]), device);
+        Ok((b::DeviceBatch { pixels, dtype }, [c, h, w]))
+    }
+
+    /// A batch result as a reference-format tensor of the batch's dtype.
+    fn output(x: burn::tensor::Tensor<4>, dtype: Dtype) -> CaseResult<Tensor> {
+        let shape = x.dims().to_vec();
+        let v: Vec<f32> = x
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| format!("{e:?}"))?;
+        let data = match dtype {
+            Dtype::U8 => Data::U8(v.iter().map(|&x| x as u8).collect()),
+            Dtype::F32 => Data::F32(v),
+        };
+        Ok(Tensor { shape, data })
+    }
+
+    fn output_2d(x: burn::tensor::Tensor<2>) -> CaseResult<Tensor> {
+        let shape = x.dims().to_vec();
+        let v: Vec<f32> = x
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| format!("{e:?}"))?;
+        Ok(Tensor {
+            shape,
+            data: Data::F32(v),
+        })
+    }
+
+    /// Concatenates single-sample results along the batch axis.
+    fn concat(parts: Vec<Tensor>) -> CaseResult<Tensor> {
+        let first = parts.first().ok_or("no results")?;
+        let mut shape = first.shape.clone();
+        shape[0] = parts.iter().map(|p| p.shape[0]).sum();
+        let data = match &first.data {
+            Data::U8(_) => Data::U8(
+                parts
+                    .iter()
+                    .flat_map(|p| match &p.data {
+                        Data::U8(v) => v.clone(),
+                        _ => vec![],
+                    })
+                    .collect(),
+            ),
+            _ => Data::F32(
+                parts
+                    .iter()
+                    .flat_map(|p| match &p.data {
+                        Data::F32(v) => v.clone(),
+                        _ => vec![],
+                    })
+                    .collect(),
+            ),
+        };
+        Ok(Tensor { shape, data })
+    }
+
+    pub(super) fn run_case(dir: &Path, case: &Case, device: &Device) -> CaseResult<Vec<Tensor>> {
+        let inputs: Vec<Tensor> = case
+            .inputs
+            .iter()
+            .map(|s| load(dir, s))
+            .collect::<CaseResult<_>>()?;
+        let first = inputs.first().ok_or("case has no inputs")?;
+        let p = &case.params;
+        match case.op.as_str() {
+            "to_dtype" => {
+                let (x, _) = batch_of(first, 1, device)?;
+                match (as_str(param(p, "dtype")?)?, x.dtype) {
+                    ("f32", Dtype::U8) => Ok(vec![output(ops::to_unit(x.pixels), Dtype::F32)?]),
+                    ("u8", Dtype::F32) => Ok(vec![output(ops::to_u8_values(x.pixels), Dtype::U8)?]),
+                    (d, _) => Err(format!("unsupported conversion to {d}")),
+                }
+            }
+            "pad_then_crop" => {
+                let padding = Padding::uniform(as_usize(param(p, "padding")?)?);
+                let mode = match as_str(param(p, "padding_mode")?)? {
+                    "constant" => PaddingMode::Constant,
+                    "edge" => PaddingMode::Edge,
+                    "reflect" => PaddingMode::Reflect,
+                    "symmetric" => PaddingMode::Symmetric,
+                    other => return Err(format!("unknown padding_mode {other}")),
+                };
+                let fill: Vec<f32> = scalar_or_list(param(p, "fill")?)?
+                    .iter()
+                    .map(|&v| v as f32)
+                    .collect();
+                let size = <[usize; 2]>::try_from(usize_list(param(p, "size")?)?)
+                    .map_err(|_| "size must be [h, w]")?;
+                let positions: Vec<(usize, usize)> =
+                    as_list(param(p, "positions_top_left_in_padded")?)?
+                        .iter()
+                        .map(|v| {
+                            let v = usize_list(v)?;
+                            Ok((v[0], v[1]))
+                        })
+                        .collect::<CaseResult<_>>()?;
+                let (x, _) = batch_of(first, positions.len(), device)?;
+                let y = ops::pad_crop(x.pixels, padding, mode, &fill, &positions, size, x.dtype)
+                    .map_err(err)?;
+                Ok(vec![output(y, x.dtype)?])
+            }
+            "horizontal_flip" => {
+                let (x, _) = batch_of(first, 1, device)?;
+                Ok(vec![output(
+                    ops::horizontal_flip(x.pixels, &[true]).map_err(err)?,
+                    x.dtype,
+                )?])
+            }
+            op @ ("adjust_brightness" | "adjust_contrast" | "adjust_saturation" | "adjust_hue") => {
+                let factors = f64_list(param(p, "factors")?)?;
+                let (x, _) = batch_of(first, factors.len(), device)?;
+                let y = match op {
+                    "adjust_brightness" => ops::adjust_brightness(x.pixels, &factors, x.dtype),
+                    "adjust_contrast" => ops::adjust_contrast(x.pixels, &factors, x.dtype),
+                    "adjust_saturation" => ops::adjust_saturation(x.pixels, &factors, x.dtype),
+                    _ => ops::adjust_hue(x.pixels, &factors, x.dtype),
+                }
+                .map_err(err)?;
+                Ok(vec![output(y, x.dtype)?])
+            }
+            "resized_crop" => {
+                let boxes: Vec<CropBox> = as_list(param(p, "boxes_top_left_height_width")?)?
+                    .iter()
+                    .map(|v| match usize_list(v)?.as_slice() {
+                        &[top, left, height, width] => Ok(CropBox {
+                            top,
+                            left,
+                            height,
+                            width,
+                        }),
+                        _ => Err(format!("bad box {v}")),
+                    })
+                    .collect::<CaseResult<_>>()?;
+                let size = <[usize; 2]>::try_from(usize_list(param(p, "size")?)?)
+                    .map_err(|_| "size must be [h, w]")?;
+                let aa = param(p, "antialias")?
+                    .as_bool()
+                    .ok_or("antialias must be a bool")?;
+                let (x, _) = batch_of(first, boxes.len(), device)?;
+                let y = ops::resized_crop(x.pixels, &boxes, size, interpolation(p)?, aa, x.dtype)
+                    .map_err(err)?;
+                Ok(vec![output(y, x.dtype)?])
+            }
+            "rotate" => {
+                let angles = f64_list(param(p, "angles_deg")?)?;
+                let interp = interpolation(p)?;
+                let expand = param(p, "expand")?
+                    .as_bool()
+                    .ok_or("expand must be a bool")?;
+                let center = match p.get("center_xy").or_else(|| p.get("center")) {
+                    None | Some(Value::Null) => None,
+                    Some(c) => Some(
+                        <[f64; 2]>::try_from(f64_list(c)?).map_err(|_| "center must be [x, y]")?,
+                    ),
+                };
+                let fill: Option<Vec<f32>> = match param(p, "fill")? {
+                    Value::Null => None,
+                    v => Some(scalar_or_list(v)?.iter().map(|&x| x as f32).collect()),
+                };
+                // Expanded sizes differ per angle: one batch per angle then.
+                let groups: Vec<Vec<f64>> = if expand {
+                    angles.iter().map(|&a| vec![a]).collect()
+                } else {
+                    vec![angles]
+                };
+                let mut parts = Vec::new();
+                for g in groups {
+                    let (x, _) = batch_of(first, g.len(), device)?;
+                    let y = ops::rotate(
+                        x.pixels,
+                        &g,
+                        interp,
+                        expand,
+                        center,
+                        fill.as_deref(),
+                        x.dtype,
+                    )
+                    .map_err(err)?;
+                    parts.push(output(y, x.dtype)?);
+                }
+                Ok(vec![concat(parts)?])
+            }
+            "erase" => {
+                let mut parts = Vec::new();
+                for bx in as_list(param(p, "boxes_i_j_h_w_v")?)? {
+                    let bx = as_list(bx)?;
+                    if bx.len() != 5 {
+                        return Err(format!("bad erase box {bx:?}"));
+                    }
+                    let v = bx[..4]
+                        .iter()
+                        .map(as_usize)
+                        .collect::<CaseResult<Vec<_>>>()?;
+                    let value: Vec<f32> =
+                        scalar_or_list(&bx[4])?.iter().map(|&x| x as f32).collect();
+                    let (x, _) = batch_of(first, 1, device)?;
+                    let eb = ops::EraseBox {
+                        top: v[0],
+                        left: v[1],
+                        height: v[2],
+                        width: v[3],
+                    };
+                    let y = ops::erase(x.pixels, &[Some(eb)], &value, None).map_err(err)?;
+                    parts.push(output(y, x.dtype)?);
+                }
+                Ok(vec![concat(parts)?])
+            }
+            "normalize" => {
+                let list = |k: &str| -> CaseResult<Vec<f32>> {
+                    Ok(f64_list(param(p, k)?)?.iter().map(|&x| x as f32).collect())
+                };
+                let (x, _) = batch_of(first, 1, device)?;
+                if x.dtype != Dtype::F32 {
+                    return Err("normalize needs f32 input".into());
+                }
+                let y = ops::normalize(x.pixels, &list("mean")?, &list("std")?).map_err(err)?;
+                Ok(vec![output(y, Dtype::F32)?])
+            }
+            "mixup" | "cutmix" => {
+                let [n, c, h, w] =
+                    <[usize; 4]>::try_from(first.shape.as_slice()).map_err(|_| "expected NCHW")?;
+                let Data::F32(v) = &first.data else {
+                    return Err("batch must be f32".into());
+                };
+                let x = burn::tensor::Tensor::from_data(
+                    TensorData::new(v.clone(), [n, c, h, w]),
+                    device,
+                );
+                let labels = labels(inputs.get(1).ok_or("missing labels input")?)?;
+                let k = as_usize(param(p, "num_classes")?)?;
+                let (images, targets) = if case.op == "mixup" {
+                    b::mix::mixup(x, &labels, as_f64(param(p, "lam")?)?, k, 0.0).map_err(err)?
+                } else {
+                    let &[x1, y1, x2, y2] = usize_list(param(p, "box_x1_y1_x2_y2")?)?.as_slice()
+                    else {
+                        return Err("box must be [x1, y1, x2, y2]".into());
+                    };
+                    let (img, t, lam) =
+                        b::mix::cutmix(x, &labels, MixBox { x1, y1, x2, y2 }, k, 0.0)
+                            .map_err(err)?;
+                    let stated = as_f64(param(p, "lam_adjusted")?)?;
+                    if (lam - stated).abs() > 1e-12 {
+                        return Err(format!("lam {lam} != lam_adjusted {stated}"));
+                    }
+                    (img, t)
+                };
+                Ok(vec![output(images, Dtype::F32)?, output_2d(targets)?])
+            }
+            op @ ("pipeline_P1" | "pipeline_P2") => {
+                // The seed pipelines replayed with the manifest's per-image parameters: the
+                // tensor path runs the same `Transform` the CPU path runs.
+                let per_image = as_list(param(p, "per_image_params")?)?;
+                let (pipeline, params): (Transform, Vec<Vec<Applied>>) = if op == "pipeline_P1" {
+                    let params = per_image.iter().map(p1_params).collect::<CaseResult<_>>()?;
+                    (pipelines::cifar().into(), params)
+                } else {
+                    let params = per_image.iter().map(p2_params).collect::<CaseResult<_>>()?;
+                    (pipelines::imagenet().into(), params)
+                };
+                let mut parts = Vec::new();
+                for (t, ps) in inputs.iter().zip(params) {
+                    let (x, _) = batch_of(t, 1, device)?;
+                    let y = b::replay_batch(&pipeline, x, &[ps]).map_err(err)?;
+                    parts.push(output(y.pixels, y.dtype)?);
+                }
+                Ok(vec![concat(parts)?])
+            }
+            other => Err(format!("unknown op `{other}`")),
+        }
+    }
+
+    fn jitter_params(ip: &Value) -> CaseResult<Applied> {
+        let mut order: Vec<u8> = usize_list(param(ip, "order")?)?
+            .iter()
+            .map(|&k| k as u8)
+            .collect();
+        // The two disabled adjustments (saturation, hue) fill the permutation.
+        let missing: Vec<u8> = (0..4u8).filter(|k| !order.contains(k)).collect();
+        order.extend(missing);
+        Ok(Applied::ColorJitter {
+            order: <[u8; 4]>::try_from(order).map_err(|_| "order must list 2 ops")?,
+            brightness: Some(as_f64(param(ip, "brightness")?)?),
+            contrast: Some(as_f64(param(ip, "contrast")?)?),
+            saturation: None,
+            hue: None,
+        })
+    }
+
+    fn flip_param(ip: &Value) -> CaseResult<Applied> {
+        Ok(Applied::RandomHorizontalFlip {
+            flip: param(ip, "flip")?.as_bool().ok_or("flip must be a bool")?,
+        })
+    }
+
+    fn p1_params(ip: &Value) -> CaseResult<Vec<Applied>> {
+        Ok(vec![
+            Applied::RandomCrop {
+                top: as_usize(param(ip, "top")?)?,
+                left: as_usize(param(ip, "left")?)?,
+            },
+            flip_param(ip)?,
+            jitter_params(ip)?,
+        ])
+    }
+
+    fn p2_params(ip: &Value) -> CaseResult<Vec<Applied>> {
+        let &[top, left, height, width] =
+            usize_list(param(ip, "box_top_left_height_width")?)?.as_slice()
+        else {
+            return Err("box must be [top, left, height, width]".into());
+        };
+        Ok(vec![
+            Applied::RandomResizedCrop {
+                top,
+                left,
+                height,
+                width,
+            },
+            flip_param(ip)?,
+            jitter_params(ip)?,
+            Applied::RandomRotation {
+                angle: as_f64(param(ip, "angle_deg")?)?,
+            },
+        ])
+    }
 }

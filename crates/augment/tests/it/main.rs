@@ -1,5 +1,6 @@
 //! Integration tests of kindling-augment.
 
+mod batched;
 mod config;
 mod conformance;
 mod fused;
