@@ -5,12 +5,15 @@
 //! ImageNet pipeline on 500x375 photos (both to normalised f32 CHW). `*/op_by_op` runs the
 //! same transforms without the fused path (nested in an inner `Compose`), for comparison.
 //! Each iteration uses the next sample index, so the random parameters vary as in training.
+//! `p1_tensor_flex/batchN` runs P1 on a `[N, 3, 32, 32]` tensor on flex with per-sample
+//! parameters (`batched::augment_batch`), reading the result back to the host to finish it.
 
 use std::hint::black_box;
 use std::path::PathBuf;
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
+use kindling_augment::batched::{DeviceBatch, augment_batch};
 use kindling_augment::{Augment, Compose, Image, Transform, apply_batch, pipelines};
 
 fn images(suffix: &str) -> Vec<Image<u8>> {
@@ -70,6 +73,24 @@ fn batch(g: &mut BenchmarkGroup<'_, WallTime>, p: &Compose, imgs: &[Image<u8>], 
     });
 }
 
+fn tensor_batch(g: &mut BenchmarkGroup<'_, WallTime>, p: &Compose, imgs: &[Image<u8>], n: usize) {
+    let device = burn::tensor::Device::flex();
+    let images: Vec<Image<u8>> = imgs.iter().cycle().take(n).cloned().collect();
+    let input = DeviceBatch::from_u8(&images, &device).expect("batch");
+    let pipeline = Transform::from(p.clone());
+    let indices: Vec<u64> = (0..n as u64).collect();
+    g.throughput(Throughput::Elements(n as u64));
+    let mut epoch = 0u64;
+    g.bench_function(format!("batch{n}"), |b| {
+        b.iter(|| {
+            epoch += 1;
+            let out =
+                augment_batch(&pipeline, input.clone(), 7, epoch, &indices).expect("pipeline runs");
+            black_box(out.pixels.into_data())
+        })
+    });
+}
+
 fn bench(c: &mut Criterion) {
     let small = images("32x32");
     let p1 = pipelines::cifar();
@@ -77,6 +98,11 @@ fn bench(c: &mut Criterion) {
     single(&mut g, "single", &p1, &small);
     single(&mut g, "op_by_op", &op_by_op(&p1), &small);
     batch(&mut g, &p1, &small, 256);
+    g.finish();
+
+    let mut g = c.benchmark_group("p1_tensor_flex");
+    tensor_batch(&mut g, &p1, &small, 256);
+    tensor_batch(&mut g, &p1, &small, 1024);
     g.finish();
 
     let big = images("500x375");

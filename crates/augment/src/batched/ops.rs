@@ -30,9 +30,11 @@ impl Dtype {
 
     /// Colour ops: clamp to the valid range, then truncate for u8 (torch's `.to(uint8)`).
     fn clamp_trunc(self, x: Tensor<4>) -> Tensor<4> {
-        let x = x.clamp(0.0, self.max());
+        // Separate one-sided clamps and an int round trip (truncation, exact for values in
+        // 0..=255) are several times faster on flex than `clamp` and `floor`.
+        let x = x.clamp_min(0.0).clamp_max(self.max());
         match self {
-            Dtype::U8 => x.floor(),
+            Dtype::U8 => x.int().float(),
             Dtype::F32 => x,
         }
     }
@@ -45,10 +47,15 @@ impl Dtype {
         }
     }
 
-    /// The u8 resize kernel's fixed-point rounding: half up.
+    /// The u8 resize kernel's fixed-point rounding: half up (values are non-negative).
     fn round_half_up(self, x: Tensor<4>) -> Tensor<4> {
         match self {
-            Dtype::U8 => x.add_scalar(0.5).floor().clamp(0.0, 255.0),
+            Dtype::U8 => x
+                .add_scalar(0.5)
+                .clamp_min(0.0)
+                .clamp_max(255.0)
+                .int()
+                .float(),
             Dtype::F32 => x,
         }
     }
@@ -127,10 +134,25 @@ fn flip_where(x: Tensor<4>, flip: &[bool], axis: usize, op: &'static str) -> Res
     if flip.iter().all(|&b| b) {
         return Ok(x.flip([axis]));
     }
-    let rows: Vec<i64> = (0..dims[0] as i64).filter(|&i| flip[i as usize]).collect();
-    let idx = Tensor::<1, Int>::from_data(TensorData::new(rows.clone(), [rows.len()]), &x.device());
-    let flipped = x.clone().select(0, idx.clone()).flip([axis]);
-    Ok(assign_rows(x, idx, flipped))
+    // A per-sample permutation matrix (identity or reversal) applied by matmul: exact, and
+    // on flex several times faster than materialising `flip` and selecting per sample.
+    let [n, c, ..] = dims;
+    let len = dims[axis];
+    let mut perm = vec![0.0f32; n * len * len];
+    for (s, &f) in flip.iter().enumerate() {
+        for i in 0..len {
+            let j = if f { len - 1 - i } else { i };
+            perm[(s * len + i) * len + j] = 1.0;
+        }
+    }
+    let perm = Tensor::<4>::from_data(TensorData::new(perm, [n, 1, len, len]), &x.device())
+        .expand([n, c, len, len]);
+    // Symmetric, so the same matrix works on either side.
+    Ok(if axis == 3 {
+        x.matmul(perm)
+    } else {
+        perm.matmul(x)
+    })
 }
 
 /// `x` with rows `idx` replaced by `values`.
@@ -150,11 +172,22 @@ fn separable(
     out: [usize; 2],
     dtype: Dtype,
 ) -> Tensor<4> {
+    // One-hot maps (crops, pads, nearest) move values exactly: no rounding needed.
+    let exact = rows.iter().chain(&cols).all(|&v| v == 0.0 || v == 1.0);
+    let dtype = if exact { Dtype::F32 } else { dtype };
     let [n, c, h, w] = x.dims();
     let [oh, ow] = out;
     let device = x.device();
-    let cols_t = Tensor::<4>::from_data(TensorData::new(cols, [n, 1, ow, w]), &device)
-        .swap_dims(2, 3)
+    // Transposed on the host: [n, 1, w, ow].
+    let mut cols_t = vec![0.0f32; cols.len()];
+    for s in 0..n {
+        for o in 0..ow {
+            for i in 0..w {
+                cols_t[(s * w + i) * ow + o] = cols[(s * ow + o) * w + i];
+            }
+        }
+    }
+    let cols_t = Tensor::<4>::from_data(TensorData::new(cols_t, [n, 1, w, ow]), &device)
         .expand([n, c, w, ow]);
     let rows_t =
         Tensor::<4>::from_data(TensorData::new(rows, [n, 1, oh, h]), &device).expand([n, c, oh, h]);
@@ -220,7 +253,9 @@ pub fn pad_crop(
     let device = x.device();
     let fill = per_channel("fill", fill, c, &device)?;
     let out = separable(x, rows, cols, size, dtype);
-    if row_ok.iter().chain(&col_ok).all(|&v| v == 1.0) {
+    // Zero rows and columns of the maps already give a fill of 0.
+    let zero_fill = fill.clone().abs().max().into_scalar::<f32>() == 0.0;
+    if zero_fill || row_ok.iter().chain(&col_ok).all(|&v| v == 1.0) {
         return Ok(out);
     }
     let inside = Tensor::<4>::from_data(TensorData::new(row_ok, [n, 1, th, 1]), &device)
@@ -475,10 +510,19 @@ pub fn adjust_brightness(x: Tensor<4>, factors: &[f64], dtype: Dtype) -> Result<
 /// `0.2989 R + 0.587 G + 0.114 B` as `[N, 1, H, W]`, floored for u8.
 fn grayscale(x: &Tensor<4>, dtype: Dtype) -> Tensor<4> {
     let [n, _, h, w] = x.dims();
-    let ch = |i: usize| x.clone().slice([0..n, i..i + 1, 0..h, 0..w]);
-    let g = ch(0).mul_scalar(0.2989) + ch(1).mul_scalar(0.587) + ch(2).mul_scalar(0.114);
+    // As one broadcast matmul `[1, 3] @ [3, H * W]` per sample: much faster on flex than
+    // slicing the channels.
+    let weights = Tensor::<3>::from_data(
+        TensorData::new(vec![0.2989f32, 0.587, 0.114], [1, 1, 3]),
+        &x.device(),
+    )
+    .expand([n, 1, 3]);
+    let g = weights
+        .matmul(x.clone().reshape([n, 3, h * w]))
+        .reshape([n, 1, h, w]);
     match dtype {
-        Dtype::U8 => g.floor(),
+        // Truncation of non-negative values is the floor.
+        Dtype::U8 => g.clamp_min(0.0).int().float(),
         Dtype::F32 => g,
     }
 }

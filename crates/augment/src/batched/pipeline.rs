@@ -103,7 +103,7 @@ pub fn augment_batch_recorded(
     let sources = indices
         .iter()
         .map(|&i| SampleSource::Draw {
-            rng: sample_rng(seed, epoch, i),
+            rng: Box::new(sample_rng(seed, epoch, i)),
             record: Vec::new(),
         })
         .collect();

@@ -234,8 +234,14 @@ impl<R: Rng + ?Sized> Context<'_, R> {
 /// exactly as it would on the CPU path.
 #[derive(Debug)]
 pub(crate) enum SampleSource {
-    Draw { rng: StdRng, record: Vec<Applied> },
-    Replay { params: Vec<Applied>, next: usize },
+    Draw {
+        rng: Box<StdRng>,
+        record: Vec<Applied>,
+    },
+    Replay {
+        params: Vec<Applied>,
+        next: usize,
+    },
 }
 
 impl SampleSource {
