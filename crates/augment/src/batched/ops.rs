@@ -196,8 +196,9 @@ fn separable(
 }
 
 /// Pads (mode and fill as [`functional::pad`](crate::functional::pad)) and crops a
-/// `size` window whose top-left corner in the padded image is `positions[n]` for sample `n`:
-/// `RandomCrop` with padding, in one pass without materialising the padded batch.
+/// `size` window whose top-left corner in the padded image is `positions[n]` for sample `n`,
+/// then mirrors left to right the samples whose `hflip` is true (if given): `RandomCrop` with
+/// padding and `RandomHorizontalFlip` in one gather, without materialising the padded batch.
 pub fn pad_crop(
     x: Tensor<4>,
     padding: Padding,
@@ -205,7 +206,7 @@ pub fn pad_crop(
     fill: &[f32],
     positions: &[(usize, usize)],
     size: [usize; 2],
-    dtype: Dtype,
+    hflip: Option<&[bool]>,
 ) -> Result<Tensor<4>> {
     let [n, c, h, w] = dims_for(&x, "pad_crop", positions.len())?;
     let [th, tw] = size;
@@ -227,41 +228,48 @@ pub fn pad_crop(
             format!("a {th}x{tw} window inside the padded {ph}x{pw} image"),
         ));
     }
-    // One-hot maps; a row or column that falls on constant padding is all zeros and gets the
-    // fill below.
-    let axis = |start: usize, pad: usize, len: usize, out: usize, valid: &mut Vec<f32>| {
-        let mut m = vec![0.0f32; out * len];
-        for i in 0..out {
-            let pos = (start + i) as isize - pad as isize;
-            match f::source_index(pos, len, mode) {
-                Some(src) => {
-                    m[i * len + src] = 1.0;
-                    valid.push(1.0);
+    if let Some(flips) = hflip
+        && flips.len() != n
+    {
+        return Err(AugmentError::mismatch("pad_crop flips", n, flips.len()));
+    }
+    // One-hot maps (the padding mode folded into the indices, the flip into the column
+    // order), applied as two matmuls: on flex much faster than a gather. A row or column on
+    // constant padding is all zeros and gets the fill below.
+    let axis =
+        |start: usize, pad: usize, len: usize, out: usize, reverse: bool, valid: &mut Vec<f32>| {
+            let mut m = vec![0.0f32; out * len];
+            for i in 0..out {
+                let k = if reverse { out - 1 - i } else { i };
+                match f::source_index((start + k) as isize - pad as isize, len, mode) {
+                    Some(src) => {
+                        m[i * len + src] = 1.0;
+                        valid.push(1.0);
+                    }
+                    None => valid.push(0.0),
                 }
-                None => valid.push(0.0),
             }
-        }
-        m
-    };
+            m
+        };
     let (mut row_ok, mut col_ok) = (Vec::new(), Vec::new());
     let mut rows = Vec::with_capacity(n * th * h);
     let mut cols = Vec::with_capacity(n * tw * w);
-    for &(top, left) in positions {
-        rows.extend(axis(top, padding.top, h, th, &mut row_ok));
-        cols.extend(axis(left, padding.left, w, tw, &mut col_ok));
+    for (s, &(top, left)) in positions.iter().enumerate() {
+        let flip = hflip.is_some_and(|f| f[s]);
+        rows.extend(axis(top, padding.top, h, th, false, &mut row_ok));
+        cols.extend(axis(left, padding.left, w, tw, flip, &mut col_ok));
     }
     let device = x.device();
-    let fill = per_channel("fill", fill, c, &device)?;
-    let out = separable(x, rows, cols, size, dtype);
-    // Zero rows and columns of the maps already give a fill of 0.
-    let zero_fill = fill.clone().abs().max().into_scalar::<f32>() == 0.0;
-    if zero_fill || row_ok.iter().chain(&col_ok).all(|&v| v == 1.0) {
+    let fill_t = per_channel("fill", fill, c, &device)?;
+    // One-hot maps are exact, so the dtype's rounding never applies.
+    let out = separable(x, rows, cols, size, Dtype::F32);
+    if fill.iter().all(|&v| v == 0.0) || row_ok.iter().chain(&col_ok).all(|&v| v == 1.0) {
         return Ok(out);
     }
     let inside = Tensor::<4>::from_data(TensorData::new(row_ok, [n, 1, th, 1]), &device)
         * Tensor::<4>::from_data(TensorData::new(col_ok, [n, 1, 1, tw]), &device);
     let outside = inside.neg().add_scalar(1.0);
-    Ok(out + outside * fill)
+    Ok(out + outside * fill_t)
 }
 
 /// Crops `boxes[n]` from sample `n` and resizes it to `size` (as
@@ -542,6 +550,40 @@ pub fn adjust_contrast(x: Tensor<4>, factors: &[f64], dtype: Dtype) -> Result<Te
     let f = check_factors("contrast_factor", factors, 0.0, f64::MAX)?;
     let mean = grayscale(&x, dtype).mean_dims(&[2, 3]);
     Ok(blend(x, mean, &f, dtype))
+}
+
+/// One ColorJitter step on the whole batch: sample `n` gets brightness (`Some((false, f))`),
+/// contrast (`Some((true, f))`) or nothing (`None`). Both are torchvision's `_blend` with a
+/// per-sample constant (0 for brightness, the mean gray for contrast), so this is one pass.
+pub(crate) fn blend_with_mean(
+    x: Tensor<4>,
+    which: &[Option<(bool, f64)>],
+    dtype: Dtype,
+) -> Result<Tensor<4>> {
+    let dims = dims_for(&x, "ColorJitter", which.len())?;
+    let mut ratio = Vec::with_capacity(which.len());
+    let mut mean_weight = Vec::with_capacity(which.len());
+    for w in which {
+        let (contrast, f) = w.unwrap_or((false, 1.0));
+        let name = if contrast {
+            "contrast_factor"
+        } else {
+            "brightness_factor"
+        };
+        check_range(name, f, 0.0, f64::MAX)?;
+        ratio.push(f as f32);
+        mean_weight.push(if contrast { 1.0 - f as f32 } else { 0.0 });
+    }
+    let device = x.device();
+    let r = per_sample(&ratio, &device);
+    let y = if mean_weight.iter().any(|&m| m != 0.0) {
+        rgb_only("adjust_contrast", dims)?;
+        let mean = grayscale(&x, dtype).mean_dims(&[2, 3]);
+        x * r + mean * per_sample(&mean_weight, &device)
+    } else {
+        x * r
+    };
+    Ok(dtype.clamp_trunc(y))
 }
 
 /// Blends each pixel with its grayscale value by `factor[n]`.

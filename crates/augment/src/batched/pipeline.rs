@@ -9,8 +9,8 @@ use crate::error::{AugmentError, Result};
 use crate::functional::CropBox;
 use crate::seed::sample_rng;
 use crate::transforms::{
-    Applied, ColorJitter, ErasePlan, EraseValue, MAX_SIDE, RandomErasing, SampleSource, Transform,
-    normal_noise,
+    Applied, ColorJitter, ErasePlan, EraseValue, MAX_SIDE, RandomCrop, RandomErasing,
+    RandomHorizontalFlip, SampleSource, Transform, normal_noise,
 };
 
 /// A batch on a device: pixels `[N, C, H, W]` and what their values mean.
@@ -194,8 +194,19 @@ fn run(
     let pixels = match t {
         Transform::Compose(comp) => {
             let mut x = DeviceBatch { pixels, dtype };
-            for child in &comp.transforms {
-                x = run(child, x, rows, sources)?;
+            let mut k = 0;
+            while k < comp.transforms.len() {
+                // RandomCrop then RandomHorizontalFlip (the CIFAR recipe): one gather. Each
+                // sample still draws the crop, then the flip, as on the CPU.
+                if let (Transform::RandomCrop(rc), Some(Transform::RandomHorizontalFlip(fl))) =
+                    (&comp.transforms[k], comp.transforms.get(k + 1))
+                {
+                    x = crop_and_flip(rc, Some(fl), x, rows, sources)?;
+                    k += 2;
+                } else {
+                    x = run(&comp.transforms[k], x, rows, sources)?;
+                    k += 1;
+                }
             }
             return Ok(x);
         }
@@ -231,22 +242,7 @@ fn run(
             );
         }
         Transform::RandomCrop(rc) => {
-            rc.validate()?;
-            let (pad, size) = rc.layout([c, h, w])?;
-            let pos = draw_each(rows, sources, |ctx| {
-                rc.next_params(ctx, [c, h, w], pad, size)
-            })?;
-            let fill: Vec<f32> = rc
-                .fill
-                .values()
-                .iter()
-                .map(|&v| match dtype {
-                    // As the CPU path's cast of the fill to u8: truncate and saturate.
-                    Dtype::U8 => f32::from(v as f32 as u8),
-                    Dtype::F32 => v as f32,
-                })
-                .collect();
-            ops::pad_crop(pixels, pad, rc.padding_mode, &fill, &pos, size, dtype)?
+            return crop_and_flip(rc, None, DeviceBatch { pixels, dtype }, rows, sources);
         }
         Transform::RandomHorizontalFlip(fl) => {
             fl.validate()?;
@@ -362,6 +358,53 @@ fn run(
     Ok(DeviceBatch { pixels, dtype })
 }
 
+/// RandomCrop, optionally followed by RandomHorizontalFlip, as one gather.
+fn crop_and_flip(
+    rc: &RandomCrop,
+    flip: Option<&RandomHorizontalFlip>,
+    x: DeviceBatch,
+    rows: &[usize],
+    sources: &mut [SampleSource],
+) -> Result<DeviceBatch> {
+    use crate::Augment;
+    rc.validate()?;
+    let [_, c, h, w] = x.dims();
+    let (pad, size) = rc.layout([c, h, w])?;
+    let pos = draw_each(rows, sources, |ctx| {
+        rc.next_params(ctx, [c, h, w], pad, size)
+    })?;
+    let flips = match flip {
+        Some(fl) => {
+            fl.validate()?;
+            Some(draw_each(rows, sources, |ctx| fl.next_flip(ctx))?)
+        }
+        None => None,
+    };
+    let fill: Vec<f32> = rc
+        .fill
+        .values()
+        .iter()
+        .map(|&v| match x.dtype {
+            // As the CPU path's cast of the fill to u8: truncate and saturate.
+            Dtype::U8 => f32::from(v as f32 as u8),
+            Dtype::F32 => v as f32,
+        })
+        .collect();
+    let pixels = ops::pad_crop(
+        x.pixels,
+        pad,
+        rc.padding_mode,
+        &fill,
+        &pos,
+        size,
+        flips.as_deref(),
+    )?;
+    Ok(DeviceBatch {
+        pixels,
+        dtype: x.dtype,
+    })
+}
+
 /// Runs `f(k, sub_batch, sub_rows)` on each non-empty group of batch rows and puts the results
 /// back in place. Rows in no group keep their pixels. All results must share one shape and
 /// dtype, and so must the untouched rows, or the batch could not hold them.
@@ -437,7 +480,20 @@ fn color_jitter(
         .collect();
     let mut x = x;
     for step in 0..steps {
-        for id in 0..4u8 {
+        // Brightness and contrast are both blends with a per-sample constant (0, or the mean
+        // gray), so one pass does whichever of the two each sample has at this step.
+        let blend: Vec<Option<(bool, f64)>> = sequences
+            .iter()
+            .map(|s| match s.get(step) {
+                Some(&(0, f)) => Some((false, f)),
+                Some(&(1, f)) => Some((true, f)),
+                _ => None,
+            })
+            .collect();
+        if blend.iter().any(Option::is_some) {
+            x = ops::blend_with_mean(x, &blend, dtype)?;
+        }
+        for id in 2..4u8 {
             if !enabled[usize::from(id)] {
                 continue;
             }
@@ -459,11 +515,7 @@ fn color_jitter(
                 }
                 _ => {
                     let factors: Vec<f64> = here.iter().map(|f| f.unwrap_or(1.0)).collect();
-                    match id {
-                        0 => ops::adjust_brightness(x, &factors, dtype)?,
-                        1 => ops::adjust_contrast(x, &factors, dtype)?,
-                        _ => ops::adjust_saturation(x, &factors, dtype)?,
-                    }
+                    ops::adjust_saturation(x, &factors, dtype)?
                 }
             };
         }

@@ -864,7 +864,7 @@ mod tensor_path {
                         })
                         .collect::<CaseResult<_>>()?;
                 let (x, _) = batch_of(first, positions.len(), device)?;
-                let y = ops::pad_crop(x.pixels, padding, mode, &fill, &positions, size, x.dtype)
+                let y = ops::pad_crop(x.pixels, padding, mode, &fill, &positions, size, None)
                     .map_err(err)?;
                 Ok(vec![output(y, x.dtype)?])
             }
