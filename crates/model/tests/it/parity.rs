@@ -317,3 +317,62 @@ fn torchvision_first_block_matches_pytorch() {
         rtol,
     );
 }
+
+/// The full eval forward of torchvision's seed-0 AlexNet against `alexnet_logits_eval`. The
+/// 244 MB weights are not in the reference folder: regenerate them with
+/// `torch.manual_seed(0); torch.save(torchvision.models.alexnet(weights=None).state_dict(), P)`
+/// and set `KINDLING_ALEXNET_SEED0_WEIGHTS=P`; without it the test says so and checks nothing
+/// (CI has no torch to regenerate them). Every loaded parameter is first checked against the
+/// manifest's checksums, so a wrong file fails instead of passing by accident.
+#[test]
+fn torchvision_full_forward_matches_pytorch() {
+    let Some(path) = std::env::var_os("KINDLING_ALEXNET_SEED0_WEIGHTS") else {
+        println!(
+            "skipped: set KINDLING_ALEXNET_SEED0_WEIGHTS to the regenerated seed-0 torchvision \
+             weights to compare the full forward"
+        );
+        return;
+    };
+    let reference = Reference::load();
+    let device = flex();
+    let model = AlexNetConfig::torchvision()
+        .init(&device)
+        .valid()
+        .load_weights(&path)
+        .expect("seed-0 weights load");
+
+    let key = reference.manifest["key_roles"]["alexnet_param_checksums"]
+        .as_str()
+        .expect("checksum key");
+    let checksums = reference.manifest[key].as_object().expect("checksums");
+    let params = torch_params(&model);
+    assert_eq!(params.len(), checksums.len(), "parameter count");
+    for (name, v) in &params {
+        let want = checksums[name]["sum"].as_f64().expect("sum");
+        let scale = checksums[name]["abs_sum"]
+            .as_f64()
+            .expect("abs_sum")
+            .max(1.0);
+        let got: f64 = v.iter().map(|&x| f64::from(x)).sum();
+        assert!(
+            (got - want).abs() <= 1e-5 * scale,
+            "{name}: sum {got} != manifest {want}: not the seed-0 weights"
+        );
+    }
+
+    let x = reference.tensor4("alexnet_input", &device);
+    let logits = model.forward(x);
+    assert_eq!(
+        logits.dims().to_vec(),
+        reference.shape("alexnet_logits_eval")
+    );
+    let (atol, rtol) = reference.tolerance("alexnet_logits_eval");
+    let max = assert_close(
+        "torchvision AlexNet logits",
+        &values(logits),
+        &reference.f32s("alexnet_logits_eval"),
+        atol,
+        rtol,
+    );
+    println!("torchvision AlexNet full forward: max abs difference {max:.3e}");
+}
