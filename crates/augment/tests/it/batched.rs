@@ -126,6 +126,7 @@ fn cpu_and_tensor_paths_agree_flex() {
     cpu_matches_tensor_on(&Device::flex());
 }
 
+#[cfg(feature = "wgpu")]
 #[test]
 #[ignore = "needs a Vulkan driver (lavapipe); run by `cargo xtask test`"]
 fn cpu_and_tensor_paths_agree_wgpu() {

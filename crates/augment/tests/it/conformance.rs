@@ -650,6 +650,7 @@ fn tensor_path_conformance_flex() {
 
 /// The same on wgpu through lavapipe (real GPU kernels on the CPU); `cargo xtask test` runs it
 /// where a Vulkan driver exists.
+#[cfg(feature = "wgpu")]
 #[test]
 #[ignore = "needs a Vulkan driver (lavapipe); run by `cargo xtask test`"]
 fn tensor_path_conformance_wgpu() {
