@@ -20,6 +20,26 @@ pub enum Optimizer {
     Adamw,
 }
 
+/// How the learning rate changes over the run (after the linear warmup, except `onecycle`,
+/// which has its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    /// Cosine decay to zero (PyTorch `CosineAnnealingLR` with `eta_min = 0`).
+    Cosine,
+    /// `lr * gamma^(epoch / step_size)` (PyTorch `StepLR`).
+    Step,
+    /// `lr * gamma^(milestones passed)` (PyTorch `MultiStepLR`).
+    Multistep,
+    /// PyTorch `OneCycleLR` defaults: cosine from `lr / 25` up to `lr` over the first 30% of
+    /// the steps, then cosine down to `lr / 25 / 1e4`.
+    Onecycle,
+    Constant,
+}
+
+/// Where the training images are augmented (see `kindling_augment::batched`).
+pub use kindling_augment::batched::AugmentOn;
+
 /// Everything that decides a training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -34,15 +54,36 @@ pub struct TrainConfig {
     /// Peak learning rate, reached after the warmup and decayed by a cosine to zero.
     pub lr: f64,
     pub warmup_epochs: usize,
+    pub schedule: Schedule,
+    /// `step`: epochs between decays.
+    pub step_size: usize,
+    /// `multistep`: the epochs at which the rate is multiplied by `gamma`.
+    pub milestones: Vec<usize>,
+    /// `step` and `multistep`: the decay factor.
+    pub gamma: f64,
     pub momentum: f64,
     pub weight_decay: f64,
     pub nesterov: bool,
     pub label_smoothing: f32,
+    /// MixUp with `lambda ~ Beta(alpha, alpha)` (torchvision's default alpha is 1); off if unset.
+    pub mixup_alpha: Option<f64>,
+    /// CutMix with `lambda ~ Beta(alpha, alpha)`; off if unset.
+    pub cutmix_alpha: Option<f64>,
+    /// Probability that a batch is mixed at all.
+    pub mix_prob: f64,
+    /// With both MixUp and CutMix on: the probability of CutMix for a mixed batch.
+    pub mix_switch_prob: f64,
+    /// Batches per optimizer step (gradient accumulation): the effective batch is
+    /// `batch_size * accumulate`.
+    pub accumulate: usize,
     /// Samples of the built-in dataset used for training and for validation.
     pub train_size: usize,
     pub val_size: usize,
     /// Augment the training images with the CIFAR pipeline.
     pub augment: bool,
+    /// `cpu`: per image on loader threads; `device`: on the batch tensor on the training
+    /// device.
+    pub augment_on: AugmentOn,
     /// Dropout of the classifier.
     pub dropout: f64,
     /// `flex`, `wgpu`, `wgpu:cpu`, `cuda:0`, ...
@@ -60,13 +101,23 @@ impl Default for TrainConfig {
             optimizer: Optimizer::Sgd,
             lr: 0.02,
             warmup_epochs: 1,
+            schedule: Schedule::Cosine,
+            step_size: 2,
+            milestones: Vec::new(),
+            gamma: 0.1,
             momentum: 0.9,
             weight_decay: 5e-4,
             nesterov: true,
             label_smoothing: 0.0,
+            mixup_alpha: None,
+            cutmix_alpha: None,
+            mix_prob: 1.0,
+            mix_switch_prob: 0.5,
+            accumulate: 1,
             train_size: 3000,
             val_size: 500,
             augment: true,
+            augment_on: AugmentOn::Cpu,
             dropout: 0.0,
             device: "flex".into(),
         }
@@ -137,18 +188,94 @@ impl TrainConfig {
             ">= batch_size",
         )?;
         check(self.val_size >= 1, "val_size", self.val_size, ">= 1")?;
+        check(self.step_size >= 1, "step_size", self.step_size, ">= 1")?;
+        check(
+            self.gamma.is_finite() && self.gamma > 0.0 && self.gamma <= 1.0,
+            "gamma",
+            self.gamma,
+            "(0, 1]",
+        )?;
+        check(
+            self.milestones.windows(2).all(|w| w[0] < w[1]),
+            "milestones",
+            format!("{:?}", self.milestones),
+            "strictly increasing epochs",
+        )?;
+        check(
+            self.schedule != Schedule::Multistep || !self.milestones.is_empty(),
+            "milestones",
+            "[]",
+            "at least one epoch for the multistep schedule",
+        )?;
+        for (field, alpha) in [
+            ("mixup_alpha", self.mixup_alpha),
+            ("cutmix_alpha", self.cutmix_alpha),
+        ] {
+            if let Some(a) = alpha {
+                check(a.is_finite() && a > 0.0, field, a, "a finite number > 0")?;
+            }
+        }
+        check(
+            (0.0..=1.0).contains(&self.mix_prob),
+            "mix_prob",
+            self.mix_prob,
+            "[0, 1]",
+        )?;
+        check(
+            (0.0..=1.0).contains(&self.mix_switch_prob),
+            "mix_switch_prob",
+            self.mix_switch_prob,
+            "[0, 1]",
+        )?;
+        check(self.accumulate >= 1, "accumulate", self.accumulate, ">= 1")?;
+        check(
+            self.train_size >= self.batch_size * self.accumulate,
+            "train_size",
+            self.train_size,
+            ">= batch_size * accumulate",
+        )?;
         Ok(())
     }
 
-    /// Learning rate at `step` of `total` steps: linear warmup, then a cosine decay to zero.
+    /// Optimizer steps per epoch: full batches only (drop_last), grouped by `accumulate`.
+    pub fn steps_per_epoch(&self) -> usize {
+        self.train_size / self.batch_size / self.accumulate
+    }
+
+    /// Learning rate at optimizer step `step`: a linear warmup over `warmup_epochs`, then the
+    /// schedule (`onecycle` replaces both with its own shape).
     pub fn lr_at(&self, step: usize, steps_per_epoch: usize) -> f64 {
+        use std::f64::consts::PI;
+        let total = (self.epochs * steps_per_epoch).max(1);
+        let cos = |from: f64, to: f64, t: f64| to + 0.5 * (from - to) * (1.0 + (PI * t).cos());
+        if self.schedule == Schedule::Onecycle {
+            // PyTorch OneCycleLR: pct_start 0.3, div_factor 25, final_div_factor 1e4.
+            let (start, end) = (self.lr / 25.0, self.lr / 25.0 / 1e4);
+            let up = (0.3 * total as f64 - 1.0).max(1.0);
+            let s = step as f64;
+            return if s <= up {
+                cos(start, self.lr, s / up)
+            } else {
+                cos(self.lr, end, (s - up) / (total as f64 - 1.0 - up).max(1.0))
+            };
+        }
         let warmup = self.warmup_epochs * steps_per_epoch;
-        let total = self.epochs * steps_per_epoch;
         if step < warmup {
             return self.lr * (step + 1) as f64 / warmup as f64;
         }
-        let progress = (step - warmup) as f64 / (total - warmup).max(1) as f64;
-        0.5 * self.lr * (1.0 + (std::f64::consts::PI * progress).cos())
+        let epoch = step / steps_per_epoch.max(1);
+        match self.schedule {
+            Schedule::Cosine => {
+                let progress = (step - warmup) as f64 / (total - warmup).max(1) as f64;
+                cos(self.lr, 0.0, progress)
+            }
+            Schedule::Step => self.lr * self.gamma.powi((epoch / self.step_size) as i32),
+            Schedule::Multistep => {
+                let passed = self.milestones.iter().filter(|&&m| epoch >= m).count();
+                self.lr * self.gamma.powi(passed as i32)
+            }
+            Schedule::Constant | Schedule::Onecycle => self.lr,
+        }
     }
 }
 
@@ -187,6 +314,63 @@ mod tests {
     fn unknown_fields_are_rejected() {
         let err = serde_json::from_str::<TrainConfig>(r#"{"epoch": 3}"#).unwrap_err();
         assert!(err.to_string().contains("unknown field `epoch`"), "{err}");
+    }
+
+    #[test]
+    fn step_multistep_and_onecycle_follow_pytorch() {
+        let base = TrainConfig {
+            epochs: 6,
+            warmup_epochs: 0,
+            lr: 0.1,
+            gamma: 0.5,
+            ..TrainConfig::default()
+        };
+        let steps = 10;
+        let step = TrainConfig {
+            schedule: Schedule::Step,
+            step_size: 2,
+            ..base.clone()
+        };
+        assert_eq!(step.lr_at(19, steps), 0.1);
+        assert_eq!(step.lr_at(20, steps), 0.05);
+        assert_eq!(step.lr_at(59, steps), 0.025);
+        let multi = TrainConfig {
+            schedule: Schedule::Multistep,
+            milestones: vec![1, 4],
+            ..base.clone()
+        };
+        assert_eq!(multi.lr_at(9, steps), 0.1);
+        assert_eq!(multi.lr_at(10, steps), 0.05);
+        assert_eq!(multi.lr_at(45, steps), 0.025);
+        // OneCycleLR over 60 steps: 0.004 at step 0, the peak at step 17 (0.3 * 60 - 1), then
+        // down to 0.004 / 1e4 at the last step.
+        let one = TrainConfig {
+            schedule: Schedule::Onecycle,
+            ..base
+        };
+        assert!((one.lr_at(0, steps) - 0.004).abs() < 1e-12);
+        assert!((one.lr_at(17, steps) - 0.1).abs() < 1e-12);
+        assert!((one.lr_at(59, steps) - 4e-7).abs() < 1e-12);
+        assert!(one.lr_at(30, steps) < 0.1 && one.lr_at(30, steps) > 4e-7);
+    }
+
+    #[test]
+    fn mixing_and_accumulation_are_validated() {
+        let bad = TrainConfig {
+            mixup_alpha: Some(0.0),
+            ..TrainConfig::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().field, "mixup_alpha");
+        let bad = TrainConfig {
+            accumulate: 0,
+            ..TrainConfig::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().field, "accumulate");
+        let bad = TrainConfig {
+            schedule: Schedule::Multistep,
+            ..TrainConfig::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().field, "milestones");
     }
 
     #[test]

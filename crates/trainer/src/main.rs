@@ -19,7 +19,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Train a CIFAR AlexNet on the built-in dataset and write a run directory.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Print a torchinfo-like summary of a model: shapes, parameters, MACs, receptive fields.
     Summary {
         /// alexnet, alexnet-paper, alexnet-paper-ungrouped or cifar
@@ -117,6 +117,46 @@ struct TrainArgs {
     lr: Option<f64>,
     #[arg(long, value_enum)]
     optimizer: Option<kindling_trainer::config::Optimizer>,
+    /// Epochs of linear warmup (ignored by onecycle)
+    #[arg(long)]
+    warmup_epochs: Option<usize>,
+    #[arg(long, value_enum)]
+    schedule: Option<kindling_trainer::config::Schedule>,
+    /// step: epochs between decays
+    #[arg(long)]
+    step_size: Option<usize>,
+    /// multistep: comma-separated epochs, e.g. 3,5
+    #[arg(long, value_delimiter = ',')]
+    milestones: Option<Vec<usize>>,
+    /// step and multistep: the decay factor
+    #[arg(long)]
+    gamma: Option<f64>,
+    #[arg(long)]
+    momentum: Option<f64>,
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    #[arg(long)]
+    label_smoothing: Option<f32>,
+    /// MixUp with lambda ~ Beta(ALPHA, ALPHA) (torchvision's default alpha: 1)
+    #[arg(long, value_name = "ALPHA")]
+    mixup: Option<f64>,
+    /// CutMix with lambda ~ Beta(ALPHA, ALPHA)
+    #[arg(long, value_name = "ALPHA")]
+    cutmix: Option<f64>,
+    /// Probability that a batch is mixed
+    #[arg(long)]
+    mix_prob: Option<f64>,
+    /// With both --mixup and --cutmix: the probability of CutMix
+    #[arg(long)]
+    mix_switch_prob: Option<f64>,
+    /// Batches per optimizer step (gradient accumulation)
+    #[arg(long)]
+    accumulate: Option<usize>,
+    /// Where to augment: cpu (loader thread) or device (on the batch tensor)
+    #[arg(long)]
+    augment_on: Option<kindling_trainer::config::AugmentOn>,
+    #[arg(long)]
+    dropout: Option<f64>,
     #[arg(long)]
     seed: Option<u64>,
     #[arg(long)]
@@ -152,8 +192,34 @@ impl TrainArgs {
             ($($field:ident),*) => { $(if let Some(v) = &self.$field { config.$field = v.clone(); })* };
         }
         set!(
-            epochs, batch_size, lr, optimizer, seed, train_size, val_size, device
+            epochs,
+            batch_size,
+            lr,
+            optimizer,
+            warmup_epochs,
+            schedule,
+            step_size,
+            milestones,
+            gamma,
+            momentum,
+            weight_decay,
+            label_smoothing,
+            mix_prob,
+            mix_switch_prob,
+            accumulate,
+            augment_on,
+            dropout,
+            seed,
+            train_size,
+            val_size,
+            device
         );
+        if self.mixup.is_some() {
+            config.mixup_alpha = self.mixup;
+        }
+        if self.cutmix.is_some() {
+            config.cutmix_alpha = self.cutmix;
+        }
         if self.no_augment {
             config.augment = false;
         }

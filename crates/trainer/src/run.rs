@@ -22,6 +22,7 @@ pub struct EpochMetrics {
     pub train_acc: f64,
     pub val_loss: f64,
     pub val_acc: f64,
+    pub val_top5: f64,
     pub images_per_sec: f64,
 }
 
@@ -29,13 +30,14 @@ impl fmt::Display for EpochMetrics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "epoch {:>3}  lr {:.4}  train loss {:.4} acc {:5.1}%  val loss {:.4} acc {:5.1}%  {:.0} img/s",
+            "epoch {:>3}  lr {:.4}  train loss {:.4} acc {:5.1}%  val loss {:.4} acc {:5.1}% top-5 {:5.1}%  {:.0} img/s",
             self.epoch,
             self.lr,
             self.train_loss,
             self.train_acc * 100.0,
             self.val_loss,
             self.val_acc * 100.0,
+            self.val_top5 * 100.0,
             self.images_per_sec
         )
     }
@@ -48,7 +50,7 @@ pub struct RunDir {
     history: Vec<EpochMetrics>,
 }
 
-const CSV_HEADER: &str = "epoch,lr,train_loss,train_acc,val_loss,val_acc,images_per_sec\n";
+const CSV_HEADER: &str = "epoch,lr,train_loss,train_acc,val_loss,val_acc,val_top5,images_per_sec\n";
 
 impl RunDir {
     /// Creates `path` and writes the resolved config into it. An existing run there is never
@@ -87,8 +89,15 @@ impl RunDir {
         let mut csv = String::from(CSV_HEADER);
         for m in &self.history {
             csv.push_str(&format!(
-                "{},{},{},{},{},{},{}\n",
-                m.epoch, m.lr, m.train_loss, m.train_acc, m.val_loss, m.val_acc, m.images_per_sec
+                "{},{},{},{},{},{},{},{}\n",
+                m.epoch,
+                m.lr,
+                m.train_loss,
+                m.train_acc,
+                m.val_loss,
+                m.val_acc,
+                m.val_top5,
+                m.images_per_sec
             ));
         }
         write_atomic(&self.path.join("metrics.csv"), csv.as_bytes())?;
@@ -96,6 +105,18 @@ impl RunDir {
             &self.path.join("metrics.json"),
             &serde_json::to_vec_pretty(&self.history)?,
         )
+    }
+}
+
+impl RunDir {
+    /// Writes `confusion.csv`: one row per true class, one column per predicted class.
+    pub fn write_confusion(&self, classes: &[&str], confusion: &[Vec<usize>]) -> Result<()> {
+        let mut csv = format!("true\\predicted,{}\n", classes.join(","));
+        for (c, row) in classes.iter().zip(confusion) {
+            let counts: Vec<String> = row.iter().map(usize::to_string).collect();
+            csv.push_str(&format!("{c},{}\n", counts.join(",")));
+        }
+        write_atomic(&self.path.join("confusion.csv"), csv.as_bytes())
     }
 }
 
@@ -122,6 +143,7 @@ mod tests {
             train_acc: 0.5,
             val_loss: 0.9,
             val_acc: 0.6,
+            val_top5: 0.9,
             images_per_sec: 100.0,
         }
     }

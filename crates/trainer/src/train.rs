@@ -1,8 +1,10 @@
-//! The training loop: the built-in dataset, the CIFAR augmentation pipeline, a CIFAR AlexNet,
-//! SGD with momentum and a warmup + cosine schedule, validation every epoch.
+//! The training loop: the built-in dataset, the CIFAR augmentation pipeline (on loader threads
+//! or on the device) with optional MixUp/CutMix, a CIFAR AlexNet, SGD or AdamW with a warmup and
+//! a schedule, gradient accumulation, validation (top-1, top-5) every epoch and a confusion
+//! matrix at the end.
 
 use std::io::IsTerminal;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -10,10 +12,14 @@ use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamWConfig, GradientsParams, SgdConfig};
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, SgdConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
-use kindling_augment::{Augment, Compose, Image, Sample, batch_to_tensor, functional as f};
+use kindling_augment::batched::{
+    AugmentBatcher, AugmentedBatch, BatchMix, ImageSource, LabeledImage, soft_cross_entropy,
+};
+use kindling_augment::transforms::{Normalize, ToTensor};
+use kindling_augment::{Augment, Compose, Sample, Transform, batch_to_tensor};
 use kindling_dist::DistributedSampler;
 use kindling_model::{AlexNet, AlexNetConfig, WeightInit};
 
@@ -56,36 +62,54 @@ pub fn train(config: &TrainConfig, run: &mut RunDir, quiet: bool) -> Result<Alex
             .with_weight_decay(config.weight_decay as f32)
             .init(),
     };
-    let loss_fn = CrossEntropyLossConfig::new()
-        .with_smoothing((config.label_smoothing > 0.0).then_some(config.label_smoothing))
-        .init(&device);
 
-    let steps_per_epoch = config.train_size / config.batch_size;
+    let batcher = Arc::new(training_batcher(config));
+    let steps_per_epoch = config.steps_per_epoch();
     let mut step = 0;
     for epoch in 0..config.epochs {
         let start = Instant::now();
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
-        let mut lr = 0.0;
-        let bar = progress_bar(steps_per_epoch, epoch, config.epochs, quiet);
-        for batch in Loader::spawn(train_set, config, epoch)? {
-            let (images, labels) = batch?;
-            lr = config.lr_at(step, steps_per_epoch);
-            let x = batch_to_tensor(&images, &device)?;
-            let y = labels_tensor(&labels, &device);
-            let logits = model.forward(x);
-            let loss = loss_fn.forward(logits.clone(), y.clone());
-            correct += count_correct(logits, y);
-            seen += labels.len();
+        let mut lr = config.lr_at(step, steps_per_epoch);
+        let bar = progress_bar(
+            steps_per_epoch * config.accumulate,
+            epoch,
+            config.epochs,
+            quiet,
+        );
+        batcher.set_epoch(epoch as u64);
+        let mut accumulator = GradientsAccumulator::new();
+        let mut pending = 0;
+        for batch in Loader::spawn(train_set, Arc::clone(&batcher), config, epoch, &device)? {
+            let AugmentedBatch {
+                images,
+                targets,
+                labels,
+            } = batch?;
+            let n = labels.dims()[0];
+            let logits = model.forward(images);
+            // Soft targets: one-hot, smoothed or mixed; equal to the usual cross-entropy on
+            // plain one-hot targets.
+            let loss = soft_cross_entropy(logits.clone(), targets)?;
+            correct += count_correct(logits, labels);
+            seen += n;
             let loss_value = scalar(loss.clone());
             if !loss_value.is_finite() {
                 bail!(
                     "the loss diverged to {loss_value} at epoch {epoch}, step {step}; lower --lr"
                 );
             }
-            loss_sum += loss_value * labels.len() as f64;
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optimizer.step(lr, model, grads);
-            step += 1;
+            loss_sum += loss_value * n as f64;
+            // Accumulated gradients of the mean loss over `accumulate` equal batches are the
+            // gradients of the mean over the effective batch.
+            let loss = loss.div_scalar(config.accumulate as f32);
+            accumulator.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
+            pending += 1;
+            if pending == config.accumulate {
+                lr = config.lr_at(step, steps_per_epoch);
+                model = optimizer.step(lr, model, accumulator.grads());
+                pending = 0;
+                step += 1;
+            }
             bar.inc(1);
             bar.set_message(format!(
                 "loss {:.4} acc {:5.1}% {:.0} img/s",
@@ -96,22 +120,53 @@ pub fn train(config: &TrainConfig, run: &mut RunDir, quiet: bool) -> Result<Alex
         }
         bar.finish_and_clear();
         let train_time = start.elapsed().as_secs_f64();
-        let (val_loss, val_acc) = evaluate(&model, &val_set, config.batch_size, &device)?;
+        let eval = evaluate(&model, &val_set, config.batch_size, &device)?;
         let metrics = EpochMetrics {
             epoch: epoch + 1,
             lr,
             train_loss: loss_sum / seen as f64,
             train_acc: correct as f64 / seen as f64,
-            val_loss,
-            val_acc,
+            val_loss: eval.loss,
+            val_acc: eval.top1,
+            val_top5: eval.top5,
             images_per_sec: seen as f64 / train_time,
         };
         run.record(&metrics)?;
         if !quiet {
             println!("{metrics}");
         }
+        if epoch + 1 == config.epochs {
+            run.write_confusion(&CLASSES, &eval.confusion)?;
+            if !quiet {
+                println!("{}", confusion_table(&CLASSES, &eval.confusion));
+            }
+        }
     }
     Ok(model)
+}
+
+/// The batcher of a run: the CIFAR pipeline (or just ToTensor + Normalize), on the CPU or the
+/// device, with MixUp/CutMix and label smoothing as configured.
+fn training_batcher(config: &TrainConfig) -> AugmentBatcher {
+    let pipeline: Transform = if config.augment {
+        kindling_augment::pipelines::cifar().into()
+    } else {
+        plain_pipeline().into()
+    };
+    AugmentBatcher::new(pipeline, config.augment_on, CLASSES.len(), config.seed).with_mix(
+        BatchMix {
+            mixup_alpha: config.mixup_alpha,
+            cutmix_alpha: config.cutmix_alpha,
+            prob: config.mix_prob,
+            switch_prob: config.mix_switch_prob,
+            label_smoothing: f64::from(config.label_smoothing),
+        },
+    )
+}
+
+/// What validation uses: the image as it is, scaled and normalised like the training input.
+fn plain_pipeline() -> Compose {
+    Compose::new([ToTensor.into(), Normalize::new([0.5; 3], [0.5; 3]).into()])
 }
 
 /// A progress bar on an interactive terminal; hidden otherwise, where the per-epoch lines are
@@ -135,54 +190,135 @@ pub fn validation_set(config: &TrainConfig) -> Synthetic {
     Synthetic::new(config.seed.wrapping_add(0x5eed), config.val_size)
 }
 
-/// Loss and top-1 accuracy of `model` over `data`, without dropout or gradients.
+/// What [`evaluate`] measures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    pub loss: f64,
+    /// Top-1 and top-5 accuracy in `[0, 1]`.
+    pub top1: f64,
+    pub top5: f64,
+    /// `confusion[true class][predicted class]` counts.
+    pub confusion: Vec<Vec<usize>>,
+}
+
+/// Loss, top-1 and top-5 accuracy and the confusion matrix of `model` over `data`, without
+/// dropout or gradients.
 pub fn evaluate(
     model: &AlexNet,
     data: &Synthetic,
     batch_size: usize,
     device: &Device,
-) -> Result<(f64, f64)> {
+) -> Result<Evaluation> {
     let model = model.valid();
     let loss_fn = CrossEntropyLossConfig::new().init(device);
-    let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+    let pipeline = plain_pipeline();
+    let classes = CLASSES.len();
+    let mut confusion = vec![vec![0usize; classes]; classes];
+    let (mut loss_sum, mut top1, mut top5) = (0.0f64, 0usize, 0usize);
     let indices: Vec<usize> = (0..data.len()).collect();
     for chunk in indices.chunks(batch_size) {
-        let (images, labels) = load(data, chunk, None)?;
+        let mut images = Vec::with_capacity(chunk.len());
+        let mut labels = Vec::with_capacity(chunk.len());
+        for &index in chunk {
+            let (image, label) = data.get(index);
+            images.push(
+                pipeline
+                    .apply(
+                        Sample::U8(image),
+                        &mut kindling_augment::sample_rng(0, 0, 0),
+                    )?
+                    .into_f32()?,
+            );
+            labels.push(label);
+        }
         let x = batch_to_tensor(&images, device)?;
         let y = labels_tensor(&labels, device);
         let logits = model.forward(x);
-        loss_sum += scalar(loss_fn.forward(logits.clone(), y.clone())) * labels.len() as f64;
-        correct += count_correct(logits, y);
+        loss_sum += scalar(loss_fn.forward(logits.clone(), y)) * labels.len() as f64;
+        let scores: Vec<f32> = logits
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("cannot read logits: {e:?}"))?;
+        for (row, &label) in scores.chunks_exact(classes).zip(&labels) {
+            // Rank of the true class: how many classes score higher.
+            let rank = row.iter().filter(|&&s| s > row[label]).count();
+            top1 += usize::from(rank == 0);
+            top5 += usize::from(rank < 5);
+            let predicted = (0..classes)
+                .max_by(|&a, &b| row[a].total_cmp(&row[b]).then(b.cmp(&a)))
+                .unwrap_or(0);
+            confusion[label][predicted] += 1;
+        }
     }
-    Ok((
-        loss_sum / data.len() as f64,
-        correct as f64 / data.len() as f64,
-    ))
+    let n = data.len() as f64;
+    Ok(Evaluation {
+        loss: loss_sum / n,
+        top1: top1 as f64 / n,
+        top5: top5 as f64 / n,
+        confusion,
+    })
 }
 
-type Batch = (Vec<Image<f32>>, Vec<usize>);
+/// The confusion matrix as a text table, true classes down, predictions across (column
+/// headers are the first five letters of each class).
+pub fn confusion_table(classes: &[&str], confusion: &[Vec<usize>]) -> String {
+    let width = classes.iter().map(|c| c.len()).max().unwrap_or(0).max(12);
+    let mut out = format!("{:>width$} |", "true \\ pred");
+    for c in classes {
+        out.push_str(&format!(" {:>5.5}", c));
+    }
+    out.push('\n');
+    for (c, row) in classes.iter().zip(confusion) {
+        out.push_str(&format!("{c:>width$} |"));
+        for v in row {
+            out.push_str(&format!(" {v:>5}"));
+        }
+        out.push('\n');
+    }
+    out
+}
 
 /// Prepares the batches of one epoch on a worker thread, two batches ahead of the model, so the
 /// training step does not wait for decoding and augmentation.
 struct Loader {
-    receiver: mpsc::IntoIter<Result<Batch>>,
+    receiver: mpsc::IntoIter<Result<AugmentedBatch>>,
 }
 
 impl Loader {
-    fn spawn(data: Synthetic, config: &TrainConfig, epoch: usize) -> Result<Self> {
+    fn spawn(
+        data: Synthetic,
+        batcher: Arc<AugmentBatcher>,
+        config: &TrainConfig,
+        epoch: usize,
+        device: &Device,
+    ) -> Result<Self> {
         let (sender, receiver) = mpsc::sync_channel(2);
         // One rank of one: the same seeded shuffle a multi-rank run will shard.
         let mut sampler = DistributedSampler::new(data.len(), 1, 0)?.with_seed(config.seed);
         sampler.set_epoch(epoch as u64);
         let order = sampler.indices();
         let batch_size = config.batch_size;
-        let augment = config
-            .augment
-            .then(|| (kindling_augment::pipelines::cifar(), config.seed, epoch));
+        // drop_last at the effective batch: every optimizer step sees `accumulate` full batches.
+        let batches = config.steps_per_epoch() * config.accumulate;
+        let device = device.clone();
         std::thread::spawn(move || {
-            // drop_last, as PyTorch's DataLoader(drop_last=True): every step sees a full batch.
-            for chunk in order.chunks_exact(batch_size) {
-                if sender.send(load(&data, chunk, augment.as_ref())).is_err() {
+            for chunk in order.chunks_exact(batch_size).take(batches) {
+                let items = chunk
+                    .iter()
+                    .map(|&index| {
+                        let (image, label) = data.get(index);
+                        LabeledImage {
+                            image: ImageSource::Pixels(image),
+                            label,
+                            index: index as u64,
+                        }
+                    })
+                    .collect();
+                let batch = batcher
+                    .try_batch(items, &device)
+                    .with_context(|| format!("preparing a batch of epoch {epoch}"));
+                if sender.send(batch).is_err() {
                     break; // the training loop stopped early
                 }
             }
@@ -194,38 +330,10 @@ impl Loader {
 }
 
 impl Iterator for Loader {
-    type Item = Result<Batch>;
+    type Item = Result<AugmentedBatch>;
     fn next(&mut self) -> Option<Self::Item> {
         self.receiver.next()
     }
-}
-
-/// Loads and converts samples; with `augment = Some((pipeline, seed, epoch))` each sample is
-/// augmented with an RNG derived from (seed, epoch, index), so results do not depend on thread
-/// timing.
-fn load(
-    data: &Synthetic,
-    indices: &[usize],
-    augment: Option<&(Compose, u64, usize)>,
-) -> Result<Batch> {
-    let mut images = Vec::with_capacity(indices.len());
-    let mut labels = Vec::with_capacity(indices.len());
-    for &index in indices {
-        let (image, label) = data.get(index);
-        let image = match augment {
-            Some((pipeline, seed, epoch)) => {
-                let mut rng = kindling_augment::sample_rng(*seed, *epoch as u64, index as u64);
-                pipeline
-                    .apply(Sample::U8(image), &mut rng)
-                    .with_context(|| format!("augmenting sample {index}"))?
-                    .into_f32()?
-            }
-            None => f::normalize(&f::to_f32(&image), &[0.5; 3], &[0.5; 3])?,
-        };
-        images.push(image);
-        labels.push(label);
-    }
-    Ok((images, labels))
 }
 
 fn labels_tensor(labels: &[usize], device: &Device) -> Tensor<1, Int> {

@@ -45,6 +45,17 @@ pub enum AugmentOn {
     Device,
 }
 
+impl std::str::FromStr for AugmentOn {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "cpu" => Ok(AugmentOn::Cpu),
+            "device" => Ok(AugmentOn::Device),
+            other => Err(format!("`{other}`: expected cpu or device")),
+        }
+    }
+}
+
 /// What [`AugmentBatcher`] yields: images `[N, C, H, W]`, soft targets `[N, num_classes]`
 /// (one-hot, smoothed or mixed) and the original labels `[N]`.
 #[derive(Debug, Clone)]
