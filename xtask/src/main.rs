@@ -83,6 +83,17 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Run a crate's example (crates/*/examples) with the binary of the test build, e.g.
+    /// `cargo xtask example allreduce_threads -- 2 16`.
+    Example {
+        /// The example's name (its file name without `.rs`).
+        name: String,
+        /// Arguments for the example.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Run every crate's example once with small arguments (what CI does after the tests).
+    Examples,
     /// Run the criterion benchmarks (dev profile, shared with the tests).
     Bench {
         /// Extra arguments for the bench binaries (e.g. a criterion filter).
@@ -105,6 +116,8 @@ fn main() -> Result<()> {
             Some((subcommand, rest)) => kindling(subcommand, rest),
             None => kindling("--help", &[]),
         },
+        Cmd::Example { name, args } => example(&name, &args),
+        Cmd::Examples => examples(),
         Cmd::Bench { args } => bench(&args),
     }
 }
@@ -206,6 +219,58 @@ fn ci(skip_tests: bool) -> Result<()> {
 /// (dev-dependencies such as criterion change feature unification, which `cargo run` would not
 /// see).
 fn kindling(subcommand: &str, args: &[String]) -> Result<()> {
+    let output = build_test_targets()?;
+    let binary = executable(&output, "kindling", "bin")
+        .context("cargo built no `kindling` binary (is crates/trainer still a member?)")?;
+    let mut cmd = Command::new(binary);
+    cmd.arg(subcommand).args(args);
+    ensure_runtime_dir(&mut cmd);
+    run(cmd)
+}
+
+/// Runs an example built by the test build (which builds every example), for the same reason
+/// as [`kindling`].
+fn example(name: &str, args: &[String]) -> Result<()> {
+    let output = build_test_targets()?;
+    let binary = executable(&output, name, "example")
+        .with_context(|| format!("no example `{name}` in crates/*/examples"))?;
+    let mut cmd = Command::new(binary);
+    cmd.args(args);
+    ensure_runtime_dir(&mut cmd);
+    run(cmd)
+}
+
+/// Every example with arguments that finish in seconds, so CI proves they run as documented.
+fn examples() -> Result<()> {
+    let out = std::env::temp_dir().join(format!("kindling-examples-{}", std::process::id()));
+    std::fs::create_dir_all(&out)?;
+    let path = |p: &Path| p.display().to_string();
+    let runs: [(&str, Vec<String>); 4] = [
+        ("allreduce_threads", vec!["2".into(), "4".into()]),
+        (
+            "summary_and_filters",
+            vec!["cifar".into(), path(&out.join("filters.png"))],
+        ),
+        (
+            "augment_folder",
+            vec![
+                "crates/augment/pipelines/cifar.toml".into(),
+                "../shared/conformance/augment/images".into(),
+                path(&out.join("augmented")),
+                "1".into(),
+            ],
+        ),
+        ("custom_loop", vec!["2".into()]),
+    ];
+    for (name, args) in &runs {
+        example(name, args)?;
+    }
+    std::fs::remove_dir_all(&out)?;
+    Ok(())
+}
+
+/// `cargo test --workspace --no-run` with JSON messages on stdout, returned.
+fn build_test_targets() -> Result<Vec<u8>> {
     let mut build = cargo(&[
         "test",
         "--workspace",
@@ -218,28 +283,24 @@ fn kindling(subcommand: &str, args: &[String]) -> Result<()> {
     eprintln!("xtask: {}", describe(&build));
     let output = build.spawn()?.wait_with_output()?;
     if !output.status.success() {
-        bail!("building kindling failed ({})", output.status);
+        bail!("the test build failed ({})", output.status);
     }
-    let binary = kindling_executable(&output.stdout)
-        .context("cargo built no `kindling` binary (is crates/trainer still a member?)")?;
-    let mut cmd = Command::new(binary);
-    cmd.arg(subcommand).args(args);
-    ensure_runtime_dir(&mut cmd);
-    run(cmd)
+    Ok(output.stdout)
 }
 
-/// The path of the `kindling` executable in cargo's JSON build messages.
-fn kindling_executable(messages: &[u8]) -> Option<PathBuf> {
+/// The path of the executable of target `name` of `kind` (`bin`, `example`) in cargo's JSON
+/// build messages.
+fn executable(messages: &[u8], name: &str, kind: &str) -> Option<PathBuf> {
     String::from_utf8_lossy(messages)
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "kindling")
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == name)
         // `cargo test` also builds main.rs as a test harness; that one has `profile.test`.
         .filter(|m| m["profile"]["test"] == false)
         .filter(|m| {
             m["target"]["kind"]
                 .as_array()
-                .is_some_and(|k| k.iter().any(|k| k == "bin"))
+                .is_some_and(|k| k.iter().any(|k| k == kind))
         })
         .find_map(|m| m["executable"].as_str().map(PathBuf::from))
 }
@@ -334,12 +395,18 @@ mod tests {
 {"reason":"compiler-artifact","target":{"name":"kindling","kind":["bin"]},"profile":{"test":false},"executable":"/t/kindling"}
 {"reason":"build-finished","success":true}"#;
         assert_eq!(
-            kindling_executable(messages),
+            executable(messages, "kindling", "bin"),
             Some(PathBuf::from("/t/kindling"))
         );
         assert_eq!(
-            kindling_executable(b"{\"reason\":\"build-finished\"}"),
+            executable(b"{\"reason\":\"build-finished\"}", "kindling", "bin"),
             None
         );
+        let example = br#"{"reason":"compiler-artifact","target":{"name":"custom_loop","kind":["example"]},"profile":{"test":false},"executable":"/t/examples/custom_loop"}"#;
+        assert_eq!(
+            executable(example, "custom_loop", "example"),
+            Some(PathBuf::from("/t/examples/custom_loop"))
+        );
+        assert_eq!(executable(example, "custom_loop", "bin"), None);
     }
 }
