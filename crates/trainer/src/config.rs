@@ -88,6 +88,8 @@ pub struct TrainConfig {
     pub dropout: f64,
     /// `flex`, `wgpu`, `wgpu:cpu`, `cuda:0`, ...
     pub device: String,
+    /// Per-epoch checkpoints kept besides `last.ckpt` and `best.ckpt`.
+    pub keep_checkpoints: usize,
 }
 
 impl Default for TrainConfig {
@@ -120,6 +122,7 @@ impl Default for TrainConfig {
             augment_on: AugmentOn::Cpu,
             dropout: 0.0,
             device: "flex".into(),
+            keep_checkpoints: 2,
         }
     }
 }

@@ -1,9 +1,11 @@
 //! `kindling-trainer`: the training loop and the `kindling` command line for Kindling.
 //!
-//! Start with [`device::parse_devices`], which turns a `--device` flag into burn devices, and
-//! [`device::smoke_test`], which checks that a device computes a convolution and its gradients
-//! like the `flex` CPU reference. The training loop itself is not written yet.
+//! [`train::train`] runs a training run as a [`config::TrainConfig`] says and writes it into a
+//! [`run::RunDir`], with [`checkpoint`]s to resume from; [`device::parse_devices`] turns a
+//! `--device` flag into burn devices and [`device::smoke_test`] checks one against the `flex`
+//! CPU reference.
 
+pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod device;

@@ -109,6 +109,10 @@ struct TrainArgs {
     /// Where to write the run (default: `runs/<unix time>`).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Continue the run in this directory from its checkpoints/last.ckpt (its own config; other
+    /// flags are ignored).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["out", "config"])]
+    resume: Option<PathBuf>,
     #[arg(long)]
     epochs: Option<usize>,
     #[arg(long)]
@@ -239,6 +243,22 @@ fn save_png(picture: &image::RgbImage, path: &std::path::Path) -> Result<()> {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
+        Cmd::Train(args) if args.resume.is_some() => {
+            let dir = args.resume.clone().unwrap_or_default();
+            let mut run = RunDir::open(&dir)?;
+            let start = std::time::Instant::now();
+            let model = kindling_trainer::train::resume(&mut run, args.quiet)?;
+            kindling_trainer::train::save_model(&model, &run)?;
+            let last = run.history().last().context("no epoch ran")?;
+            println!(
+                "resumed and trained to epoch {} in {:.0}s: validation accuracy {:.1}%, run in {}",
+                last.epoch,
+                start.elapsed().as_secs_f64(),
+                last.val_acc * 100.0,
+                run.path().display()
+            );
+            Ok(())
+        }
         Cmd::Train(args) => {
             let config = args.resolve()?;
             let out = args.out.clone().unwrap_or_else(|| {

@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::config::TrainConfig;
 
 /// What one epoch measured.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct EpochMetrics {
     pub epoch: usize,
     pub lr: f64,
@@ -109,6 +109,29 @@ impl RunDir {
 }
 
 impl RunDir {
+    /// Opens an existing run (to resume it): its recorded epochs are read back.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = path.join("metrics.json");
+        let history = if file.exists() {
+            let bytes =
+                fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            serde_json::from_slice(&bytes)
+                .with_context(|| format!("{} is not a metrics history", file.display()))?
+        } else {
+            Vec::new()
+        };
+        Ok(Self {
+            path: path.to_path_buf(),
+            history,
+        })
+    }
+
+    /// Forgets epochs after `epochs` (recorded after the checkpoint a run resumes from).
+    pub fn truncate_history(&mut self, epochs: usize) -> Result<()> {
+        self.history.truncate(epochs);
+        Ok(())
+    }
+
     /// Writes `confusion.csv`: one row per true class, one column per predicted class.
     pub fn write_confusion(&self, classes: &[&str], confusion: &[Vec<usize>]) -> Result<()> {
         let mut csv = format!("true\\predicted,{}\n", classes.join(","));

@@ -12,7 +12,7 @@ use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, SgdConfig};
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use kindling_augment::batched::{
@@ -23,12 +23,35 @@ use kindling_augment::{Augment, Compose, Sample, Transform, batch_to_tensor};
 use kindling_dist::DistributedSampler;
 use kindling_model::{AlexNet, AlexNetConfig, WeightInit};
 
+use crate::checkpoint::{self, Checkpoint};
 use crate::config::{Optimizer, TrainConfig};
 use crate::data::synthetic::{CLASSES, Synthetic};
 use crate::run::{EpochMetrics, RunDir};
 
 /// Trains a model as `config` says, writing the run into `run`; returns the final model.
 pub fn train(config: &TrainConfig, run: &mut RunDir, quiet: bool) -> Result<AlexNet> {
+    train_from(config, run, quiet, None, None)
+}
+
+/// Continues the run in `run` from its `checkpoints/last.ckpt` to the end of its config; the
+/// result equals that of an uninterrupted run (dropout included: the device RNG is reseeded
+/// from the seed and the epoch at every epoch).
+pub fn resume(run: &mut RunDir, quiet: bool) -> Result<AlexNet> {
+    let checkpoint = Checkpoint::load(&checkpoint::last(run.path()))?;
+    let config = checkpoint.header.config.clone();
+    run.truncate_history(checkpoint.header.epoch)?;
+    train_from(&config, run, quiet, Some(checkpoint), None)
+}
+
+/// [`train`] from an optional checkpoint, stopping after `stop_after` epochs of this session
+/// if given (how tests interrupt a run).
+pub fn train_from(
+    config: &TrainConfig,
+    run: &mut RunDir,
+    quiet: bool,
+    start: Option<Checkpoint>,
+    stop_after: Option<usize>,
+) -> Result<AlexNet> {
     config.validate()?;
     let devices = crate::device::parse_devices(&config.device)?;
     if devices.len() != 1 {
@@ -63,10 +86,32 @@ pub fn train(config: &TrainConfig, run: &mut RunDir, quiet: bool) -> Result<Alex
             .init(),
     };
 
+    let (first_epoch, mut step, mut best) = match &start {
+        None => (0, 0, f64::NEG_INFINITY),
+        Some(c) => {
+            if c.header.config != *config {
+                bail!("the checkpoint was written by a run with another config");
+            }
+            model = model
+                .load_checkpoint_bytes(&c.model)
+                .context("the checkpoint's model does not fit this run's model")?;
+            optimizer = optimizer
+                .from_bytes(burn::tensor::Bytes::from_bytes_vec(c.optimizer.clone()))
+                .context("cannot read the checkpoint's optimizer state")?;
+            (c.header.epoch, c.header.step, best_accuracy(run))
+        }
+    };
+    std::fs::create_dir_all(checkpoint::dir(run.path()))?;
     let batcher = Arc::new(training_batcher(config));
     let steps_per_epoch = config.steps_per_epoch();
-    let mut step = 0;
-    for epoch in 0..config.epochs {
+    let last_epoch = stop_after.map_or(config.epochs, |n| (first_epoch + n).min(config.epochs));
+    for epoch in first_epoch..last_epoch {
+        // Dropout's draws depend only on (seed, epoch), so a resumed run repeats them.
+        device.seed(kindling_augment::sample_seed(
+            config.seed,
+            epoch as u64,
+            u64::MAX,
+        ));
         let start = Instant::now();
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         let mut lr = config.lr_at(step, steps_per_epoch);
@@ -132,6 +177,16 @@ pub fn train(config: &TrainConfig, run: &mut RunDir, quiet: bool) -> Result<Alex
             images_per_sec: seen as f64 / train_time,
         };
         run.record(&metrics)?;
+        save_checkpoints(
+            config,
+            run,
+            &model,
+            &optimizer,
+            epoch + 1,
+            step,
+            eval.top1,
+            &mut best,
+        )?;
         if !quiet {
             println!("{metrics}");
         }
@@ -143,6 +198,50 @@ pub fn train(config: &TrainConfig, run: &mut RunDir, quiet: bool) -> Result<Alex
         }
     }
     Ok(model)
+}
+
+/// Writes `last.ckpt`, `epoch-N.ckpt` (pruning old ones) and, on a new best validation
+/// accuracy, `best.ckpt`.
+#[allow(clippy::too_many_arguments)]
+fn save_checkpoints(
+    config: &TrainConfig,
+    run: &RunDir,
+    model: &AlexNet,
+    optimizer: &ModuleOptimizer,
+    epoch: usize,
+    step: usize,
+    val_acc: f64,
+    best: &mut f64,
+) -> Result<()> {
+    let c = Checkpoint::new(
+        epoch,
+        step,
+        val_acc,
+        config,
+        model.checkpoint_bytes()?,
+        optimizer
+            .into_bytes()
+            .map_err(|e| anyhow::anyhow!("cannot serialise the optimizer state: {e:?}"))?
+            .to_vec(),
+    );
+    let path = run.path();
+    let epoch_file = checkpoint::of_epoch(path, epoch);
+    c.save(&epoch_file)?;
+    if val_acc > *best {
+        *best = val_acc;
+        checkpoint::link(&epoch_file, &checkpoint::best(path))?;
+    }
+    // Last, so that `last.ckpt` never points past the files written before it.
+    checkpoint::link(&epoch_file, &checkpoint::last(path))?;
+    checkpoint::prune(path, epoch, config.keep_checkpoints)
+}
+
+/// The best validation accuracy recorded so far in a run.
+fn best_accuracy(run: &RunDir) -> f64 {
+    run.history()
+        .iter()
+        .map(|m| m.val_acc)
+        .fold(f64::NEG_INFINITY, f64::max)
 }
 
 /// The batcher of a run: the CIFAR pipeline (or just ToTensor + Normalize), on the CPU or the

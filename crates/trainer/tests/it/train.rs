@@ -182,3 +182,132 @@ fn mixing_device_augmentation_and_schedules_train() {
     assert_eq!(total, 32, "every validation image is counted once");
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
+
+/// A run stopped after 2 of 3 epochs and resumed from `last.ckpt` ends with the same weights
+/// as the uninterrupted run (dropout on, so the per-epoch reseeding is exercised too).
+#[test]
+fn a_resumed_run_equals_an_uninterrupted_one() {
+    let _rng = crate::rng_lock();
+    let config = TrainConfig {
+        epochs: 3,
+        warmup_epochs: 1,
+        train_size: 64,
+        val_size: 16,
+        dropout: 0.3,
+        keep_checkpoints: 1,
+        ..TrainConfig::default()
+    };
+    let weights = |m: &kindling_model::AlexNet| -> Vec<f32> {
+        m.conv_weight("features.3")
+            .expect("conv")
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("f32")
+    };
+    let whole_dir = temp_dir("resume-whole");
+    let mut whole = RunDir::create(&whole_dir, &config).expect("run");
+    let uninterrupted = weights(&train(&config, &mut whole, true).expect("trains"));
+
+    let dir = temp_dir("resume-split");
+    let mut run = RunDir::create(&dir, &config).expect("run");
+    kindling_trainer::train::train_from(&config, &mut run, true, None, Some(2)).expect("2 epochs");
+    let ckpt =
+        kindling_trainer::checkpoint::Checkpoint::load(&kindling_trainer::checkpoint::last(&dir))
+            .expect("last checkpoint");
+    assert_eq!(ckpt.header.epoch, 2);
+    // keep_checkpoints = 1: only the newest per-epoch file is left.
+    assert!(!kindling_trainer::checkpoint::of_epoch(&dir, 1).exists());
+    assert!(kindling_trainer::checkpoint::of_epoch(&dir, 2).exists());
+    assert!(kindling_trainer::checkpoint::best(&dir).exists());
+
+    let mut reopened = RunDir::open(&dir).expect("reopens");
+    let resumed = weights(&kindling_trainer::train::resume(&mut reopened, true).expect("resumes"));
+    assert_eq!(reopened.history().len(), 3);
+    let max_diff = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max)
+    };
+    // flex's parallel reductions leave float noise of about 1e-5 after a few steps.
+    let max = max_diff(&uninterrupted, &resumed);
+    assert!(max < 1e-4, "resumed run differs by {max}");
+
+    // Negative control: the same checkpoint without its optimizer state (momentum lost).
+    let fresh = burn::optim::SgdConfig::new()
+        .init()
+        .into_bytes()
+        .expect("bytes")
+        .to_vec();
+    let stateless = kindling_trainer::checkpoint::Checkpoint::new(
+        ckpt.header.epoch,
+        ckpt.header.step,
+        ckpt.header.val_acc,
+        &config,
+        ckpt.model.clone(),
+        fresh,
+    );
+    let control_dir = temp_dir("resume-control");
+    let mut control = RunDir::create(&control_dir, &config).expect("run");
+    let without = weights(
+        &kindling_trainer::train::train_from(&config, &mut control, true, Some(stateless), None)
+            .expect("trains"),
+    );
+    let control_diff = max_diff(&uninterrupted, &without);
+    assert!(
+        control_diff > 10.0 * max.max(1e-6),
+        "dropping the optimizer state must show: {control_diff} vs {max}"
+    );
+    for d in [whole_dir, dir, control_dir] {
+        std::fs::remove_dir_all(&d).expect("cleanup");
+    }
+}
+
+/// `kill -9` at moments spread over the checkpoint writes of a run that checkpoints every
+/// epoch: `last.ckpt` always loads.
+#[test]
+fn kill_9_never_leaves_a_corrupt_last_checkpoint() {
+    let dir = temp_dir("kill9");
+    for (attempt, delay_ms) in [0u64, 150, 400, 700, 1100].into_iter().enumerate() {
+        let out = dir.join(format!("run{attempt}"));
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kindling"))
+            .args([
+                "train",
+                "--quiet",
+                "--epochs",
+                "200",
+                "--warmup-epochs",
+                "0",
+            ])
+            .args([
+                "--train-size",
+                "32",
+                "--val-size",
+                "8",
+                "--batch-size",
+                "32",
+            ])
+            .arg("--out")
+            .arg(&out)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("kindling starts");
+        // Wait for the first checkpoint, then kill somewhere in the following epochs.
+        let last = kindling_trainer::checkpoint::last(&out);
+        let start = std::time::Instant::now();
+        while !last.exists() {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(120),
+                "no checkpoint after 120 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+        let c = kindling_trainer::checkpoint::Checkpoint::load(&last)
+            .unwrap_or_else(|e| panic!("attempt {attempt}: {e:#}"));
+        assert!(c.header.epoch >= 1);
+    }
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
