@@ -37,6 +37,19 @@ pub enum Schedule {
     Constant,
 }
 
+/// Which data a run trains on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatasetKind {
+    /// The procedural built-in dataset (offline, no files).
+    Builtin,
+    /// MNIST IDX files in `data_dir`.
+    Mnist,
+    /// Fashion-MNIST IDX files in `data_dir` (default: Debian's
+    /// `/usr/share/datasets/fashion-mnist`, package `dataset-fashion-mnist`).
+    FashionMnist,
+}
+
 /// Where the training images are augmented (see `kindling_augment::batched`).
 pub use kindling_augment::batched::AugmentOn;
 
@@ -76,7 +89,11 @@ pub struct TrainConfig {
     /// Batches per optimizer step (gradient accumulation): the effective batch is
     /// `batch_size * accumulate`.
     pub accumulate: usize,
-    /// Samples of the built-in dataset used for training and for validation.
+    pub dataset: DatasetKind,
+    /// The folder of the IDX files (MNIST, Fashion-MNIST).
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Samples used for training and for validation (the first ones of an IDX training and
+    /// test split).
     pub train_size: usize,
     pub val_size: usize,
     /// Augment the training images with the CIFAR pipeline.
@@ -116,6 +133,8 @@ impl Default for TrainConfig {
             mix_prob: 1.0,
             mix_switch_prob: 0.5,
             accumulate: 1,
+            dataset: DatasetKind::Builtin,
+            data_dir: None,
             train_size: 3000,
             val_size: 500,
             augment: true,
@@ -238,6 +257,14 @@ impl TrainConfig {
             ">= batch_size * accumulate",
         )?;
         Ok(())
+    }
+
+    /// The IDX folder: `data_dir`, or Debian's Fashion-MNIST folder.
+    pub fn idx_dir(&self) -> Option<std::path::PathBuf> {
+        self.data_dir.clone().or_else(|| {
+            (self.dataset == DatasetKind::FashionMnist)
+                .then(|| "/usr/share/datasets/fashion-mnist".into())
+        })
     }
 
     /// Optimizer steps per epoch: full batches only (drop_last), grouped by `accumulate`.

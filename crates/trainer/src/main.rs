@@ -163,6 +163,12 @@ struct TrainArgs {
     dropout: Option<f64>,
     #[arg(long)]
     seed: Option<u64>,
+    /// builtin, mnist or fashion-mnist
+    #[arg(long, value_enum)]
+    dataset: Option<kindling_trainer::config::DatasetKind>,
+    /// Folder of the MNIST / Fashion-MNIST IDX files (gzipped or not)
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     #[arg(long)]
     train_size: Option<usize>,
     #[arg(long)]
@@ -214,10 +220,14 @@ impl TrainArgs {
             augment_on,
             dropout,
             seed,
+            dataset,
             train_size,
             val_size,
             device
         );
+        if self.data_dir.is_some() {
+            config.data_dir.clone_from(&self.data_dir);
+        }
         if self.mixup.is_some() {
             config.mixup_alpha = self.mixup;
         }

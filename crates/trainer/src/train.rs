@@ -24,7 +24,10 @@ use kindling_dist::DistributedSampler;
 use kindling_model::{AlexNet, AlexNetConfig, WeightInit};
 
 use crate::checkpoint::{self, Checkpoint};
+use crate::config::DatasetKind;
 use crate::config::{Optimizer, TrainConfig};
+use crate::data::Dataset;
+use crate::data::idx::{IdxDataset, IdxKind, Split};
 use crate::data::synthetic::{CLASSES, Synthetic};
 use crate::run::{EpochMetrics, RunDir};
 
@@ -60,8 +63,7 @@ pub fn train_from(
     let device = devices[0].clone().autodiff();
     device.seed(config.seed);
 
-    let train_set = Synthetic::new(config.seed, config.train_size);
-    let val_set = validation_set(config);
+    let (train_set, val_set) = datasets(config)?;
     let mut model = AlexNetConfig::cifar()
         .with_num_classes(CLASSES.len())
         .with_dropout(config.dropout)
@@ -124,7 +126,13 @@ pub fn train_from(
         batcher.set_epoch(epoch as u64);
         let mut accumulator = GradientsAccumulator::new();
         let mut pending = 0;
-        for batch in Loader::spawn(train_set, Arc::clone(&batcher), config, epoch, &device)? {
+        for batch in Loader::spawn(
+            train_set.clone(),
+            Arc::clone(&batcher),
+            config,
+            epoch,
+            &device,
+        )? {
             let AugmentedBatch {
                 images,
                 targets,
@@ -191,9 +199,10 @@ pub fn train_from(
             println!("{metrics}");
         }
         if epoch + 1 == config.epochs {
-            run.write_confusion(&CLASSES, &eval.confusion)?;
+            let classes = val_set.classes();
+            run.write_confusion(&classes, &eval.confusion)?;
             if !quiet {
-                println!("{}", confusion_table(&CLASSES, &eval.confusion));
+                println!("{}", confusion_table(&classes, &eval.confusion));
             }
         }
     }
@@ -283,10 +292,44 @@ fn progress_bar(steps: usize, epoch: usize, epochs: usize, quiet: bool) -> Progr
     bar
 }
 
-/// The validation split: generated with another seed, so validation images are never training
-/// images.
+/// The built-in validation split: generated with another seed, so validation images are never
+/// training images.
 pub fn validation_set(config: &TrainConfig) -> Synthetic {
     Synthetic::new(config.seed.wrapping_add(0x5eed), config.val_size)
+}
+
+/// The training and validation data of a run: the built-in dataset, or the first `train_size`
+/// samples of an IDX training split and the first `val_size` of its test split.
+pub fn datasets(config: &TrainConfig) -> Result<(Dataset, Dataset)> {
+    let kind = match config.dataset {
+        DatasetKind::Builtin => {
+            return Ok((
+                Dataset::Synthetic(Synthetic::new(config.seed, config.train_size)),
+                Dataset::Synthetic(validation_set(config)),
+            ));
+        }
+        DatasetKind::Mnist => IdxKind::Mnist,
+        DatasetKind::FashionMnist => IdxKind::FashionMnist,
+    };
+    let dir = config
+        .idx_dir()
+        .context("--data-dir is needed for mnist: the folder of its IDX files")?;
+    let load = |split, size: usize| -> Result<Dataset> {
+        let d = IdxDataset::load(&dir, kind, split, Some(size))?;
+        if d.len() < size {
+            bail!(
+                "{}: {:?} split has {} samples, fewer than the {size} asked for",
+                dir.display(),
+                split,
+                d.len()
+            );
+        }
+        Ok(Dataset::Idx(Arc::new(d)))
+    };
+    Ok((
+        load(Split::Train, config.train_size)?,
+        load(Split::Test, config.val_size)?,
+    ))
 }
 
 /// What [`evaluate`] measures.
@@ -304,7 +347,7 @@ pub struct Evaluation {
 /// dropout or gradients.
 pub fn evaluate(
     model: &AlexNet,
-    data: &Synthetic,
+    data: &Dataset,
     batch_size: usize,
     device: &Device,
 ) -> Result<Evaluation> {
@@ -386,7 +429,7 @@ struct Loader {
 
 impl Loader {
     fn spawn(
-        data: Synthetic,
+        data: Dataset,
         batcher: Arc<AugmentBatcher>,
         config: &TrainConfig,
         epoch: usize,
