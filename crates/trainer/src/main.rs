@@ -4,10 +4,14 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use kindling_trainer::checkpoint::Checkpoint;
+use kindling_trainer::config::DatasetKind;
 use kindling_trainer::config::TrainConfig;
+use kindling_trainer::data::idx::IdxKind;
 use kindling_trainer::device::{parse_devices, smoke_test};
 use kindling_trainer::inspect;
 use kindling_trainer::run::RunDir;
+use kindling_trainer::train;
 
 #[derive(Parser)]
 #[command(name = "kindling", version, about = "Train image classifiers on burn")]
@@ -89,6 +93,23 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Evaluate a checkpoint on its run's validation data: loss, top-1, top-5, confusion matrix.
+    Eval {
+        /// A checkpoint, e.g. runs/X/checkpoints/best.ckpt
+        #[arg(long)]
+        checkpoint: PathBuf,
+    },
+    /// Print the most likely classes of images for a checkpoint's model.
+    Predict {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// How many classes to print per image
+        #[arg(long, default_value_t = 3)]
+        top: usize,
+        /// PNG or JPEG images (any size; resized to 32x32)
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
     /// Check that a device computes a convolution and its gradients like the flex CPU reference.
     CheckDevice {
         /// flex, wgpu, wgpu:cpu, wgpu:N or cuda:N[,M...]
@@ -165,7 +186,7 @@ struct TrainArgs {
     seed: Option<u64>,
     /// builtin, mnist or fashion-mnist
     #[arg(long, value_enum)]
-    dataset: Option<kindling_trainer::config::DatasetKind>,
+    dataset: Option<DatasetKind>,
     /// Folder of the MNIST / Fashion-MNIST IDX files (gzipped or not)
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -257,8 +278,8 @@ fn main() -> Result<()> {
             let dir = args.resume.clone().unwrap_or_default();
             let mut run = RunDir::open(&dir)?;
             let start = std::time::Instant::now();
-            let model = kindling_trainer::train::resume(&mut run, args.quiet)?;
-            kindling_trainer::train::save_model(&model, &run)?;
+            let model = train::resume(&mut run, args.quiet)?;
+            train::save_model(&model, &run)?;
             let last = run.history().last().context("no epoch ran")?;
             println!(
                 "resumed and trained to epoch {} in {:.0}s: validation accuracy {:.1}%, run in {}",
@@ -280,8 +301,8 @@ fn main() -> Result<()> {
             });
             let mut run = RunDir::create(&out, &config)?;
             let start = std::time::Instant::now();
-            let model = kindling_trainer::train::train(&config, &mut run, args.quiet)?;
-            kindling_trainer::train::save_model(&model, &run)?;
+            let model = train::train(&config, &mut run, args.quiet)?;
+            train::save_model(&model, &run)?;
             let last = run.history().last().context("no epoch ran")?;
             println!(
                 "trained {} epochs in {:.0}s: validation accuracy {:.1}%, run in {}",
@@ -358,6 +379,49 @@ fn main() -> Result<()> {
                 .to_rgb8();
             save_png(&inspect::preview(&transform, &picture, n, seed)?, &out)?;
             println!("wrote {} (original, then {n} augmented)", out.display());
+            Ok(())
+        }
+        Cmd::Eval { checkpoint } => {
+            let c = Checkpoint::load(&checkpoint)?;
+            let device = burn::tensor::Device::flex();
+            let model = train::model_from_checkpoint(&c, &device)?;
+            let (_, val) = train::datasets(&c.header.config)?;
+            let e = train::evaluate(&model, &val, c.header.config.batch_size, &device)?;
+            println!(
+                "{} (epoch {}): {} validation images, loss {:.4}, top-1 {:.1}%, top-5 {:.1}%",
+                checkpoint.display(),
+                c.header.epoch,
+                val.len(),
+                e.loss,
+                e.top1 * 100.0,
+                e.top5 * 100.0
+            );
+            print!("{}", train::confusion_table(&val.classes(), &e.confusion));
+            Ok(())
+        }
+        Cmd::Predict {
+            checkpoint,
+            top,
+            images,
+        } => {
+            let c = Checkpoint::load(&checkpoint)?;
+            let device = burn::tensor::Device::flex();
+            let model = train::model_from_checkpoint(&c, &device)?;
+            let classes = match c.header.config.dataset {
+                DatasetKind::Builtin => kindling_trainer::data::synthetic::CLASSES,
+                DatasetKind::Mnist => IdxKind::Mnist.classes(),
+                DatasetKind::FashionMnist => IdxKind::FashionMnist.classes(),
+            };
+            for path in &images {
+                let image = image::open(path)
+                    .with_context(|| format!("cannot read image {}", path.display()))?;
+                let ranked = train::predict(&model, &image, top, &device)?;
+                let text: Vec<String> = ranked
+                    .iter()
+                    .map(|&(label, p)| format!("{} {:.1}%", classes[label], p * 100.0))
+                    .collect();
+                println!("{}: {}", path.display(), text.join(", "));
+            }
             Ok(())
         }
         Cmd::Dataset { out, rows, seed } => {

@@ -209,6 +209,48 @@ pub fn train_from(
     Ok(model)
 }
 
+/// The model a checkpoint holds, built from its run's config, on `device`.
+pub fn model_from_checkpoint(c: &Checkpoint, device: &Device) -> Result<AlexNet> {
+    AlexNetConfig::cifar()
+        .with_num_classes(CLASSES.len())
+        .with_dropout(c.header.config.dropout)
+        .init(device)
+        .load_checkpoint_bytes(&c.model)
+        .context("the checkpoint does not hold a model of this run's kind")
+}
+
+/// The top `k` classes of an image for a model: `(label, probability)`, most likely first.
+/// The image is converted to RGB, resized to 32x32 (bilinear, antialiased) and normalised as
+/// in training; gray input (MNIST) becomes three equal channels like the training data.
+pub fn predict(
+    model: &AlexNet,
+    image: &image::DynamicImage,
+    k: usize,
+    device: &Device,
+) -> Result<Vec<(usize, f32)>> {
+    let rgb = image.to_rgb8();
+    let img = kindling_augment::Image::try_from(&rgb)?;
+    let img = kindling_augment::functional::resize(
+        &img,
+        [32, 32],
+        kindling_augment::functional::Interpolation::Bilinear,
+        true,
+    )?;
+    let x = plain_pipeline()
+        .apply(Sample::U8(img), &mut kindling_augment::sample_rng(0, 0, 0))?
+        .into_f32()?;
+    let logits = model.valid().forward(batch_to_tensor(&[x], device)?);
+    let probs: Vec<f32> = burn::tensor::activation::softmax(logits, 1)
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("cannot read the prediction: {e:?}"))?;
+    let mut ranked: Vec<(usize, f32)> = probs.into_iter().enumerate().collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+    ranked.truncate(k);
+    Ok(ranked)
+}
+
 /// Writes `last.ckpt`, `epoch-N.ckpt` (pruning old ones) and, on a new best validation
 /// accuracy, `best.ckpt`.
 #[allow(clippy::too_many_arguments)]

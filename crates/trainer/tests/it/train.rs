@@ -351,3 +351,61 @@ fn fashion_mnist_slice_trains_past_70_percent() {
     );
     std::fs::remove_dir_all(&out).expect("cleanup");
 }
+
+/// `kindling eval` reproduces the recorded validation accuracy of a checkpoint, and `kindling
+/// predict` ranks classes for image files; a missing image is an error naming it.
+#[test]
+fn eval_and_predict_read_a_checkpoint() {
+    let config = TrainConfig {
+        epochs: 1,
+        warmup_epochs: 0,
+        train_size: 64,
+        val_size: 20,
+        ..TrainConfig::default()
+    };
+    let dir = temp_dir("eval");
+    let mut run = RunDir::create(&dir, &config).expect("run");
+    {
+        let _rng = crate::rng_lock();
+        train(&config, &mut run, true).expect("trains");
+    }
+    let acc = run.history()[0].val_acc;
+    let ckpt = kindling_trainer::checkpoint::best(&dir);
+    let kindling = |args: &[&std::ffi::OsStr]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kindling"))
+            .args(args)
+            .output()
+            .expect("kindling runs")
+    };
+    let out = kindling(&["eval".as_ref(), "--checkpoint".as_ref(), ckpt.as_os_str()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("top-1 {:.1}%", acc * 100.0)),
+        "eval must give the recorded {acc}: {text}"
+    );
+
+    let (image, _) = kindling_trainer::data::synthetic::Synthetic::new(0, 1).get(0);
+    let png = dir.join("sample.png");
+    image.to_rgb_image().expect("rgb").save(&png).expect("png");
+    let out = kindling(&[
+        "predict".as_ref(),
+        "--checkpoint".as_ref(),
+        ckpt.as_os_str(),
+        png.as_os_str(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert_eq!(text.matches('%').count(), 3, "three classes: {text}");
+
+    let out = kindling(&[
+        "predict".as_ref(),
+        "--checkpoint".as_ref(),
+        ckpt.as_os_str(),
+        dir.join("missing.png").as_os_str(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.png"));
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
