@@ -48,6 +48,9 @@ pub enum DatasetKind {
     /// Fashion-MNIST IDX files in `data_dir` (default: Debian's
     /// `/usr/share/datasets/fashion-mnist`, package `dataset-fashion-mnist`).
     FashionMnist,
+    /// CIFAR-10's binary files in `data_dir/cifar-10-batches-bin` (default `data_dir`:
+    /// `data/cifar10`); `--download` fetches them.
+    Cifar10,
 }
 
 /// Where the training images are augmented (see `kindling_augment::batched`).
@@ -259,11 +262,13 @@ impl TrainConfig {
         Ok(())
     }
 
-    /// The IDX folder: `data_dir`, or Debian's Fashion-MNIST folder.
+    /// The data folder: `data_dir`, or the dataset's default (Debian's Fashion-MNIST folder,
+    /// `data/cifar10`); MNIST has none.
     pub fn idx_dir(&self) -> Option<std::path::PathBuf> {
-        self.data_dir.clone().or_else(|| {
-            (self.dataset == DatasetKind::FashionMnist)
-                .then(|| "/usr/share/datasets/fashion-mnist".into())
+        self.data_dir.clone().or_else(|| match self.dataset {
+            DatasetKind::FashionMnist => Some("/usr/share/datasets/fashion-mnist".into()),
+            DatasetKind::Cifar10 => Some("data/cifar10".into()),
+            DatasetKind::Builtin | DatasetKind::Mnist => None,
         })
     }
 

@@ -187,9 +187,14 @@ struct TrainArgs {
     /// builtin, mnist or fashion-mnist
     #[arg(long, value_enum)]
     dataset: Option<DatasetKind>,
-    /// Folder of the MNIST / Fashion-MNIST IDX files (gzipped or not)
+    /// Folder of the MNIST / Fashion-MNIST IDX files (gzipped or not) or of CIFAR-10
+    /// (default data/cifar10)
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// With --dataset cifar10: download the official binary tarball first if the data is
+    /// missing (MD5 checked, unpacked atomically)
+    #[arg(long)]
+    download: bool,
     #[arg(long)]
     train_size: Option<usize>,
     #[arg(long)]
@@ -292,6 +297,22 @@ fn main() -> Result<()> {
         }
         Cmd::Train(args) => {
             let config = args.resolve()?;
+            if args.download {
+                if config.dataset != DatasetKind::Cifar10 {
+                    bail!("--download fetches CIFAR-10; add --dataset cifar10");
+                }
+                let dir = config.idx_dir().context("CIFAR-10 has a default folder")?;
+                let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+                let folder = kindling_trainer::data::cifar::download(
+                    kindling_trainer::data::cifar::URL,
+                    &dir,
+                    kindling_trainer::data::cifar::MD5,
+                    progress && !args.quiet,
+                )?;
+                if !args.quiet {
+                    println!("CIFAR-10 in {}", folder.display());
+                }
+            }
             let out = args.out.clone().unwrap_or_else(|| {
                 let secs = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -411,6 +432,7 @@ fn main() -> Result<()> {
                 DatasetKind::Builtin => kindling_trainer::data::synthetic::CLASSES,
                 DatasetKind::Mnist => IdxKind::Mnist.classes(),
                 DatasetKind::FashionMnist => IdxKind::FashionMnist.classes(),
+                DatasetKind::Cifar10 => kindling_trainer::data::cifar::CLASSES,
             };
             for path in &images {
                 let image = image::open(path)

@@ -27,6 +27,7 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::config::DatasetKind;
 use crate::config::{Optimizer, TrainConfig};
 use crate::data::Dataset;
+use crate::data::cifar::Cifar10;
 use crate::data::idx::{IdxDataset, IdxKind, Split};
 use crate::data::synthetic::{CLASSES, Synthetic};
 use crate::run::{EpochMetrics, RunDir};
@@ -352,6 +353,24 @@ pub fn datasets(config: &TrainConfig) -> Result<(Dataset, Dataset)> {
         }
         DatasetKind::Mnist => IdxKind::Mnist,
         DatasetKind::FashionMnist => IdxKind::FashionMnist,
+        DatasetKind::Cifar10 => {
+            let dir = config.idx_dir().context("CIFAR-10 has a default folder")?;
+            let load = |split, size: usize| -> Result<Dataset> {
+                let d = Cifar10::load(&dir, split, Some(size))?;
+                if d.len() < size {
+                    bail!(
+                        "{}: {split:?} split has {} samples, fewer than the {size} asked for",
+                        dir.display(),
+                        d.len()
+                    );
+                }
+                Ok(Dataset::Cifar10(Arc::new(d)))
+            };
+            return Ok((
+                load(Split::Train, config.train_size)?,
+                load(Split::Test, config.val_size)?,
+            ));
+        }
     };
     let dir = config
         .idx_dir()

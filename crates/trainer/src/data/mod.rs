@@ -1,5 +1,6 @@
 //! Datasets the trainer can read.
 
+pub mod cifar;
 pub mod idx;
 pub mod synthetic;
 
@@ -12,6 +13,7 @@ use kindling_augment::Image;
 pub enum Dataset {
     Synthetic(synthetic::Synthetic),
     Idx(Arc<idx::IdxDataset>),
+    Cifar10(Arc<cifar::Cifar10>),
 }
 
 impl Dataset {
@@ -19,6 +21,7 @@ impl Dataset {
         match self {
             Dataset::Synthetic(d) => d.len(),
             Dataset::Idx(d) => d.len(),
+            Dataset::Cifar10(d) => d.len(),
         }
     }
 
@@ -31,6 +34,7 @@ impl Dataset {
         match self {
             Dataset::Synthetic(d) => d.get(index),
             Dataset::Idx(d) => d.get(index),
+            Dataset::Cifar10(d) => d.get(index),
         }
     }
 
@@ -39,6 +43,7 @@ impl Dataset {
         match self {
             Dataset::Synthetic(_) => synthetic::CLASSES,
             Dataset::Idx(d) => d.kind.classes(),
+            Dataset::Cifar10(_) => cifar::CLASSES,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The trainer's integration tests, in one binary because every burn-linked binary is slow to link.
 
+mod data;
 mod device;
 mod train;
 
