@@ -31,6 +31,19 @@ pub struct Header {
     pub checksum: u64,
     /// The config of the run that wrote it.
     pub config: TrainConfig,
+    /// Set when the run was interrupted inside epoch `epoch + 1`: how far it got.
+    #[serde(default)]
+    pub partial: Option<Partial>,
+}
+
+/// The part of an epoch done before an interruption, and its running metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Partial {
+    /// Batches of the epoch already trained (a whole number of optimizer steps).
+    pub batches_done: usize,
+    pub loss_sum: f64,
+    pub correct: usize,
+    pub seen: usize,
 }
 
 /// A checkpoint in memory.
@@ -69,6 +82,7 @@ impl Checkpoint {
             optimizer_len: optimizer.len() as u64,
             checksum: fnv1a(&[&model, &optimizer]),
             config: config.clone(),
+            partial: None,
         };
         Self {
             header,

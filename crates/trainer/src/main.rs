@@ -1,6 +1,7 @@
 //! The `kindling` command line.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -277,13 +278,41 @@ fn save_png(picture: &image::RgbImage, path: &std::path::Path) -> Result<()> {
     kindling_trainer::run::write_atomic(path, &bytes)
 }
 
+/// Set by Ctrl-C; the training loop checkpoints and stops at the next optimizer step.
+fn interrupt_flag() -> &'static AtomicBool {
+    static FLAG: AtomicBool = AtomicBool::new(false);
+    static HANDLER: std::sync::Once = std::sync::Once::new();
+    HANDLER.call_once(|| {
+        // A second Ctrl-C while the checkpoint is written exits at once, as shells expect.
+        let _ = ctrlc::set_handler(|| {
+            if FLAG.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!(
+                "\ninterrupt: writing a checkpoint at the next step (Ctrl-C again to quit now)"
+            );
+        });
+    });
+    &FLAG
+}
+
 fn main() -> Result<()> {
+    match run_command() {
+        Err(e) if e.is::<train::Interrupted>() => {
+            eprintln!("{e}");
+            std::process::exit(130);
+        }
+        other => other,
+    }
+}
+
+fn run_command() -> Result<()> {
     match Cli::parse().command {
         Cmd::Train(args) if args.resume.is_some() => {
             let dir = args.resume.clone().unwrap_or_default();
             let mut run = RunDir::open(&dir)?;
             let start = std::time::Instant::now();
-            let model = train::resume(&mut run, args.quiet)?;
+            let model = train::resume(&mut run, args.quiet, Some(interrupt_flag()))?;
             train::save_model(&model, &run)?;
             let last = run.history().last().context("no epoch ran")?;
             println!(
@@ -322,7 +351,14 @@ fn main() -> Result<()> {
             });
             let mut run = RunDir::create(&out, &config)?;
             let start = std::time::Instant::now();
-            let model = train::train(&config, &mut run, args.quiet)?;
+            let model = train::train_from(
+                &config,
+                &mut run,
+                args.quiet,
+                None,
+                None,
+                Some(interrupt_flag()),
+            )?;
             train::save_model(&model, &run)?;
             let last = run.history().last().context("no epoch ran")?;
             println!(

@@ -4,6 +4,7 @@
 //! matrix at the end.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Instant;
 
@@ -23,7 +24,7 @@ use kindling_augment::{Augment, Compose, Sample, Transform, batch_to_tensor};
 use kindling_dist::DistributedSampler;
 use kindling_model::{AlexNet, AlexNetConfig, WeightInit};
 
-use crate::checkpoint::{self, Checkpoint};
+use crate::checkpoint::{self, Checkpoint, Partial};
 use crate::config::DatasetKind;
 use crate::config::{Optimizer, TrainConfig};
 use crate::data::Dataset;
@@ -34,27 +35,45 @@ use crate::run::{EpochMetrics, RunDir};
 
 /// Trains a model as `config` says, writing the run into `run`; returns the final model.
 pub fn train(config: &TrainConfig, run: &mut RunDir, quiet: bool) -> Result<AlexNet> {
-    train_from(config, run, quiet, None, None)
+    train_from(config, run, quiet, None, None, None)
 }
 
-/// Continues the run in `run` from its `checkpoints/last.ckpt` to the end of its config; the
-/// result equals that of an uninterrupted run (dropout included: the device RNG is reseeded
-/// from the seed and the epoch at every epoch).
-pub fn resume(run: &mut RunDir, quiet: bool) -> Result<AlexNet> {
+/// Continues the run in `run` from its `checkpoints/last.ckpt` to the end of its config. The
+/// data order, augmentation, learning rate and dropout draws (the device RNG is reseeded from
+/// the seed and the epoch at every epoch) repeat the uninterrupted run; the weights end close
+/// to its weights but not bit-identical (see the crate README).
+pub fn resume(run: &mut RunDir, quiet: bool, interrupt: Option<&AtomicBool>) -> Result<AlexNet> {
     let checkpoint = Checkpoint::load(&checkpoint::last(run.path()))?;
     let config = checkpoint.header.config.clone();
     run.truncate_history(checkpoint.header.epoch)?;
-    train_from(&config, run, quiet, Some(checkpoint), None)
+    train_from(&config, run, quiet, Some(checkpoint), None, interrupt)
 }
 
-/// [`train`] from an optional checkpoint, stopping after `stop_after` epochs of this session
-/// if given (how tests interrupt a run).
+/// The error a run returns when `interrupt` was set (Ctrl-C): it wrote `last.ckpt` at the
+/// last optimizer step first.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "interrupted in epoch {epoch} after {batches} batches; checkpoint written, continue with --resume {}",
+    dir.display()
+)]
+pub struct Interrupted {
+    pub epoch: usize,
+    pub batches: usize,
+    pub dir: std::path::PathBuf,
+}
+
+/// [`train`] from an optional checkpoint (which may stop inside an epoch), stopping after
+/// `stop_after` epochs of this session if given, and at the next optimizer step once
+/// `interrupt` is set (Ctrl-C), with an [`Interrupted`] error after writing `last.ckpt`.
+/// Resuming inside an epoch skips the batches already trained (with dropout on, its draws
+/// restart at the epoch's seed, so they differ from the uninterrupted run's).
 pub fn train_from(
     config: &TrainConfig,
     run: &mut RunDir,
     quiet: bool,
     start: Option<Checkpoint>,
     stop_after: Option<usize>,
+    interrupt: Option<&AtomicBool>,
 ) -> Result<AlexNet> {
     config.validate()?;
     let devices = crate::device::parse_devices(&config.device)?;
@@ -104,6 +123,7 @@ pub fn train_from(
             (c.header.epoch, c.header.step, best_accuracy(run))
         }
     };
+    let mut partial = start.as_ref().and_then(|c| c.header.partial.clone());
     std::fs::create_dir_all(checkpoint::dir(run.path()))?;
     let batcher = Arc::new(training_batcher(config));
     let steps_per_epoch = config.steps_per_epoch();
@@ -116,7 +136,14 @@ pub fn train_from(
             u64::MAX,
         ));
         let start = Instant::now();
-        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        let resumed = partial.take().unwrap_or(Partial {
+            batches_done: 0,
+            loss_sum: 0.0,
+            correct: 0,
+            seen: 0,
+        });
+        let (mut loss_sum, mut correct, mut seen) =
+            (resumed.loss_sum, resumed.correct, resumed.seen);
         let mut lr = config.lr_at(step, steps_per_epoch);
         let bar = progress_bar(
             steps_per_epoch * config.accumulate,
@@ -127,13 +154,16 @@ pub fn train_from(
         batcher.set_epoch(epoch as u64);
         let mut accumulator = GradientsAccumulator::new();
         let mut pending = 0;
-        for batch in Loader::spawn(
+        let loader = Loader::spawn(
             train_set.clone(),
             Arc::clone(&batcher),
             config,
             epoch,
+            resumed.batches_done,
             &device,
-        )? {
+        )?;
+        for (k, batch) in loader.enumerate() {
+            let batches_done = resumed.batches_done + k + 1;
             let AugmentedBatch {
                 images,
                 targets,
@@ -163,6 +193,35 @@ pub fn train_from(
                 model = optimizer.step(lr, model, accumulator.grads());
                 pending = 0;
                 step += 1;
+            }
+            if pending == 0 && interrupt.is_some_and(|f| f.load(Ordering::Relaxed)) {
+                // The accuracy of the last completed epoch (JSON has no -inf for "none").
+                let last_acc = run.history().last().map_or(0.0, |m| m.val_acc);
+                let mut c = Checkpoint::new(
+                    epoch,
+                    step,
+                    last_acc,
+                    config,
+                    model.checkpoint_bytes()?,
+                    optimizer
+                        .into_bytes()
+                        .map_err(|e| anyhow::anyhow!("cannot serialise the optimizer: {e:?}"))?
+                        .to_vec(),
+                );
+                c.header.partial = Some(Partial {
+                    batches_done,
+                    loss_sum,
+                    correct,
+                    seen,
+                });
+                c.save(&checkpoint::last(run.path()))?;
+                bar.finish_and_clear();
+                return Err(Interrupted {
+                    epoch: epoch + 1,
+                    batches: batches_done,
+                    dir: run.path().to_path_buf(),
+                }
+                .into());
             }
             bar.inc(1);
             bar.set_message(format!(
@@ -494,6 +553,7 @@ impl Loader {
         batcher: Arc<AugmentBatcher>,
         config: &TrainConfig,
         epoch: usize,
+        skip: usize,
         device: &Device,
     ) -> Result<Self> {
         let (sender, receiver) = mpsc::sync_channel(2);
@@ -506,7 +566,7 @@ impl Loader {
         let batches = config.steps_per_epoch() * config.accumulate;
         let device = device.clone();
         std::thread::spawn(move || {
-            for chunk in order.chunks_exact(batch_size).take(batches) {
+            for chunk in order.chunks_exact(batch_size).take(batches).skip(skip) {
                 let items = chunk
                     .iter()
                     .map(|&index| {
