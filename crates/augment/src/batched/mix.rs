@@ -26,22 +26,9 @@ pub fn mixed_targets(
     check_labels(labels, num_classes)?;
     check_range("lam", lam, 0.0, 1.0)?;
     check_range("label_smoothing", smoothing, 0.0, 1.0)?;
-    let off = (smoothing / num_classes as f64) as f32;
-    let on = (1.0 - smoothing) as f32 + off;
-    let (a, b) = (lam as f32, (1.0 - lam) as f32);
-    let n = labels.len();
-    let mut t = Vec::with_capacity(n * num_classes);
-    for i in 0..n {
-        let prev = labels[(i + n - 1) % n];
-        for k in 0..num_classes {
-            let own = if labels[i] == k { on } else { off };
-            let other = if prev == k { on } else { off };
-            // torchvision's order: other * (1 - lam) + own * lam.
-            t.push(other * b + own * a);
-        }
-    }
+    let t = crate::functional::smoothed_mix_targets(labels, lam, num_classes, smoothing);
     Ok(Tensor::from_data(
-        TensorData::new(t, [n, num_classes]),
+        TensorData::new(t, [labels.len(), num_classes]),
         device,
     ))
 }
@@ -91,15 +78,8 @@ pub fn cutmix(
     smoothing: f64,
 ) -> Result<(Tensor<4>, Tensor<2>, f64)> {
     let [_, c, h, w] = dims_for(&x, "cutmix", labels.len())?;
+    let lam = crate::functional::cutmix_lambda(mix_box, h, w)?;
     let MixBox { x1, y1, x2, y2 } = mix_box;
-    if x1 > x2 || y1 > y2 || x2 > w || y2 > h {
-        return Err(AugmentError::param(
-            "box",
-            mix_box,
-            format!("x1 <= x2 <= {w} and y1 <= y2 <= {h}"),
-        ));
-    }
-    let lam = 1.0 - ((x2 - x1) * (y2 - y1)) as f64 / (w * h) as f64;
     let device = x.device();
     let targets = mixed_targets(labels, num_classes, lam, smoothing, &device)?;
     let mut mask = vec![false; h * w];

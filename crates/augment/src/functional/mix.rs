@@ -63,14 +63,8 @@ pub fn cutmix(
 ) -> Result<Mixed> {
     check_batch(batch, labels, num_classes)?;
     let [_, h, w] = batch[0].shape();
+    let lam = cutmix_lambda(mix_box, h, w)?;
     let MixBox { x1, y1, x2, y2 } = mix_box;
-    if x1 > x2 || y1 > y2 || x2 > w || y2 > h {
-        return Err(AugmentError::param(
-            "box",
-            mix_box,
-            format!("x1 <= x2 <= {w} and y1 <= y2 <= {h}"),
-        ));
-    }
     let images = (0..batch.len())
         .map(|i| {
             let prev = &batch[prev_index(i, batch.len())];
@@ -85,12 +79,25 @@ pub fn cutmix(
             out
         })
         .collect();
-    let lam = 1.0 - ((x2 - x1) * (y2 - y1)) as f64 / (w * h) as f64;
     Ok(Mixed {
         images,
         targets: mix_targets(labels, lam, num_classes),
         num_classes,
     })
+}
+
+/// Checks a CutMix box against an `h x w` image and returns the area-corrected lambda,
+/// `1 - box area / image area`.
+pub(crate) fn cutmix_lambda(mix_box: MixBox, h: usize, w: usize) -> Result<f64> {
+    let MixBox { x1, y1, x2, y2 } = mix_box;
+    if x1 > x2 || y1 > y2 || x2 > w || y2 > h {
+        return Err(AugmentError::param(
+            "box",
+            mix_box,
+            format!("x1 <= x2 <= {w} and y1 <= y2 <= {h}"),
+        ));
+    }
+    Ok(1.0 - ((x2 - x1) * (y2 - y1)) as f64 / (w * h) as f64)
 }
 
 fn prev_index(i: usize, n: usize) -> usize {
@@ -134,14 +141,27 @@ fn check_batch(batch: &[Image<f32>], labels: &[usize], num_classes: usize) -> Re
 
 /// `one_hot(y) * lam + one_hot(y.roll(1)) * (1 - lam)`, in torchvision's operation order.
 fn mix_targets(labels: &[usize], lam: f64, num_classes: usize) -> Vec<f32> {
+    smoothed_mix_targets(labels, lam, num_classes, 0.0)
+}
+
+/// [`mix_targets`] with timm's label smoothing `s`: `1 - s + s / K` on the label, `s / K`
+/// elsewhere (`s = 0` is plain one-hot).
+pub(crate) fn smoothed_mix_targets(
+    labels: &[usize],
+    lam: f64,
+    num_classes: usize,
+    smoothing: f64,
+) -> Vec<f32> {
+    let off = (smoothing / num_classes as f64) as f32;
+    let on = (1.0 - smoothing) as f32 + off;
     let (a, b) = (lam as f32, (1.0 - lam) as f32);
     let n = labels.len();
     let mut out = Vec::with_capacity(n * num_classes);
     for i in 0..n {
         let prev = labels[prev_index(i, n)];
         for k in 0..num_classes {
-            let own = if labels[i] == k { 1.0 } else { 0.0 };
-            let other = if prev == k { 1.0 } else { 0.0 };
+            let own = if labels[i] == k { on } else { off };
+            let other = if prev == k { on } else { off };
             out.push(other * b + own * a);
         }
     }

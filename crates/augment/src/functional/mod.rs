@@ -16,6 +16,7 @@ pub use geometry::{
     horizontal_flip_in_place, pad, vertical_flip,
 };
 pub use mix::{MixBox, Mixed, cutmix, mixup};
+pub(crate) use mix::{cutmix_lambda, smoothed_mix_targets};
 pub(crate) use resize::axis_matrix;
 pub use resize::{CropBox, Interpolation, resize, resized_crop};
 pub use rotate::rotate;

@@ -308,16 +308,19 @@ impl RandomErasing {
                 noise_seed,
             };
         }
-        Applied::RandomErasing {
-            erase: false,
-            top: 0,
-            left: 0,
-            height: 0,
-            width: 0,
-            noise_seed: None,
-        }
+        NOT_ERASED
     }
 }
+
+/// What RandomErasing records when it leaves the image alone.
+const NOT_ERASED: Applied = Applied::RandomErasing {
+    erase: false,
+    top: 0,
+    left: 0,
+    height: 0,
+    width: 0,
+    noise_seed: None,
+};
 
 /// A box RandomErasing drew (or replayed) to erase.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -340,18 +343,11 @@ impl RandomErasing {
         w: usize,
     ) -> Result<Option<ErasePlan>> {
         let p = ctx.params(|rng| {
-            if coin(rng, self.p) {
-                Ok(self.draw(rng, h, w))
+            Ok(if coin(rng, self.p) {
+                self.draw(rng, h, w)
             } else {
-                Ok(Applied::RandomErasing {
-                    erase: false,
-                    top: 0,
-                    left: 0,
-                    height: 0,
-                    width: 0,
-                    noise_seed: None,
-                })
-            }
+                NOT_ERASED
+            })
         })?;
         let Applied::RandomErasing {
             erase,
