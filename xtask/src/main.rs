@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 /// The backend features every test and bench build enables: one feature set, one burn build.
-const TEST_FEATURES: &str = "wgpu";
+const TEST_FEATURES: &str = "wgpu,mpi";
 
 /// The library crates that are published on their own.
 const LIBRARY_CRATES: [&str; 3] = ["kindling-augment", "kindling-model", "kindling-dist"];

@@ -50,6 +50,8 @@ mod comm;
 mod ddp;
 mod error;
 mod local;
+#[cfg(feature = "mpi")]
+mod mpi_engine;
 pub mod plan;
 mod sampler;
 mod tensor;
@@ -58,5 +60,7 @@ pub use comm::{Communicator, DEFAULT_TIMEOUT, ReduceOp};
 pub use ddp::{Ddp, DdpConfig};
 pub use error::{DistError, Result};
 pub use local::{LocalComm, LocalGroup, RankError};
+#[cfg(feature = "mpi")]
+pub use mpi_engine::MpiComm;
 pub use sampler::DistributedSampler;
 pub use tensor::{all_reduce_tensor, broadcast_tensor};

@@ -10,13 +10,13 @@ use kindling_dist::{Ddp, DdpConfig, DistError, LocalGroup, RankError};
 
 use crate::common::{batch, flat_params, max_abs_diff, mlp, mse};
 
-const B: usize = 4;
-const HIDDEN: usize = 5;
-const STEPS: usize = 3;
-const LR: f64 = 0.1;
+pub(crate) const B: usize = 4;
+pub(crate) const HIDDEN: usize = 5;
+pub(crate) const STEPS: usize = 3;
+pub(crate) const LR: f64 = 0.1;
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-fn sgd() -> burn::optim::ModuleOptimizer {
+pub(crate) fn sgd() -> burn::optim::ModuleOptimizer {
     SgdConfig::new()
         .with_momentum(Some(MomentumConfig::new().with_momentum(0.9)))
         .init()
@@ -27,7 +27,7 @@ fn device() -> Device {
 }
 
 /// One process, one batch of the first `rows` rows of each step.
-fn single(rows: usize) -> Vec<f32> {
+pub(crate) fn single(rows: usize) -> Vec<f32> {
     let device = device();
     let mut model = mlp(HIDDEN, 0, &device);
     let mut optim = sgd();

@@ -4,4 +4,6 @@
 mod common;
 mod ddp;
 mod failures;
+#[cfg(feature = "mpi")]
+mod mpi;
 mod tensors;
