@@ -108,7 +108,7 @@ fn main() -> Result<()> {
         Cmd::Build { features } => build(&features),
         Cmd::Test { no_wgpu, args } => test(!no_wgpu, &args),
         Cmd::Ci { skip_tests } => ci(skip_tests),
-        Cmd::Train { args } => kindling("train", &args),
+        Cmd::Train { args } => train(&args),
         Cmd::Preview { args } => kindling("preview", &args),
         Cmd::Summary { args } => kindling("summary", &args),
         Cmd::Filters { args } => kindling("filters", &args),
@@ -226,6 +226,92 @@ fn kindling(subcommand: &str, args: &[String]) -> Result<()> {
     cmd.arg(subcommand).args(args);
     ensure_runtime_dir(&mut cmd);
     run(cmd)
+}
+
+/// `kindling train`, or with `--engine mpi` one `kindling train` per rank under `mpirun -n N`
+/// (N from `--nproc-per-node`, default 2), like torchrun for this machine. The threads engine
+/// needs no launcher: `kindling train --nproc-per-node N` runs N ranks in one process.
+fn train(args: &[String]) -> Result<()> {
+    let launch = parse_launch(args)?;
+    match launch.engine.as_deref() {
+        None | Some("threads") => kindling("train", args),
+        Some("mpi") => {
+            let output = build_test_targets()?;
+            let binary = executable(&output, "kindling", "bin")
+                .context("cargo built no `kindling` binary")?;
+            let mut cmd = Command::new("mpirun");
+            cmd.args([
+                "-n",
+                &launch.nproc.unwrap_or(2).to_string(),
+                "--oversubscribe",
+            ]);
+            if running_as_root() {
+                cmd.arg("--allow-run-as-root");
+            }
+            cmd.arg(binary).arg("train").args(&launch.rest);
+            cmd.args(["--engine", "mpi"]);
+            ensure_runtime_dir(&mut cmd);
+            run(cmd).context("is Open MPI installed (openmpi-bin)?")
+        }
+        Some("nccl") => bail!(
+            "--engine nccl: NCCL training needs a CUDA build (cargo xtask build --features cuda,nccl), \
+             which this machine cannot compile; see docs/distributed.md"
+        ),
+        Some(other) => bail!("unknown --engine {other}: expected threads, mpi or nccl"),
+    }
+}
+
+/// The launcher's view of `kindling train` arguments.
+#[derive(Debug, PartialEq)]
+struct Launch {
+    nproc: Option<usize>,
+    engine: Option<String>,
+    /// The arguments without `--nproc-per-node` and `--engine` (for mpirun's ranks).
+    rest: Vec<String>,
+}
+
+fn parse_launch(args: &[String]) -> Result<Launch> {
+    let mut launch = Launch {
+        nproc: None,
+        engine: None,
+        rest: Vec::new(),
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) => (f, Some(v.to_string())),
+            None => (arg.as_str(), None),
+        };
+        if flag != "--nproc-per-node" && flag != "--engine" {
+            launch.rest.push(arg.clone());
+            continue;
+        }
+        let value = match inline {
+            Some(v) => v,
+            None => it
+                .next()
+                .with_context(|| format!("{flag} needs a value"))?
+                .clone(),
+        };
+        if flag == "--engine" {
+            launch.engine = Some(value);
+        } else {
+            let n: usize = value
+                .parse()
+                .ok()
+                .filter(|&n| n >= 1)
+                .with_context(|| format!("invalid --nproc-per-node {value}: expected >= 1"))?;
+            launch.nproc = Some(n);
+        }
+    }
+    Ok(launch)
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 /// Runs an example built by the test build (which builds every example), for the same reason
@@ -387,6 +473,32 @@ fn ensure_runtime_dir(cmd: &mut Command) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn launch_flags_are_taken_out_of_the_training_arguments() {
+        let args: Vec<String> = [
+            "--epochs",
+            "2",
+            "--nproc-per-node=4",
+            "--engine",
+            "mpi",
+            "--quiet",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let launch = parse_launch(&args).expect("parses");
+        assert_eq!(launch.nproc, Some(4));
+        assert_eq!(launch.engine.as_deref(), Some("mpi"));
+        assert_eq!(launch.rest, ["--epochs", "2", "--quiet"]);
+        let bad = parse_launch(&["--nproc-per-node".to_string(), "0".to_string()]);
+        assert!(
+            bad.unwrap_err()
+                .to_string()
+                .contains("invalid --nproc-per-node 0")
+        );
+        assert!(parse_launch(&["--engine".to_string()]).is_err());
+    }
 
     #[test]
     fn picks_the_kindling_binary_not_its_test_harness() {

@@ -53,6 +53,17 @@ pub enum DatasetKind {
     Cifar10,
 }
 
+/// How the ranks of a data-parallel run talk to each other (see `kindling-dist`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// One thread per device of `device` in this process (any backends, mixed allowed).
+    Threads,
+    /// One process per rank, started by `mpirun` (Open MPI); each process takes the device of
+    /// its local rank from `device`. Needs the `mpi` feature.
+    Mpi,
+}
+
 /// Where the training images are augmented (see `kindling_augment::batched`).
 pub use kindling_augment::batched::AugmentOn;
 
@@ -106,8 +117,13 @@ pub struct TrainConfig {
     pub augment_on: AugmentOn,
     /// Dropout of the classifier.
     pub dropout: f64,
-    /// `flex`, `wgpu`, `wgpu:cpu`, `cuda:0`, ...
+    /// `flex`, `wgpu`, `wgpu:cpu`, `cuda:0`, ...; a comma-separated list (`flex,flex`,
+    /// `cuda:0,1`) trains data-parallel, one rank per device. `batch_size` is per rank.
     pub device: String,
+    /// `threads` (the devices of `device` in this process) or `mpi` (one process per rank).
+    pub engine: Engine,
+    /// Seconds a rank waits for the others in a collective before failing.
+    pub dist_timeout_secs: u64,
     /// Per-epoch checkpoints kept besides `last.ckpt` and `best.ckpt`.
     pub keep_checkpoints: usize,
 }
@@ -144,6 +160,8 @@ impl Default for TrainConfig {
             augment_on: AugmentOn::Cpu,
             dropout: 0.0,
             device: "flex".into(),
+            engine: Engine::Threads,
+            dist_timeout_secs: 300,
             keep_checkpoints: 2,
         }
     }
@@ -254,6 +272,12 @@ impl TrainConfig {
         )?;
         check(self.accumulate >= 1, "accumulate", self.accumulate, ">= 1")?;
         check(
+            (1..=86_400).contains(&self.dist_timeout_secs),
+            "dist_timeout_secs",
+            self.dist_timeout_secs,
+            "1 to 86400 seconds",
+        )?;
+        check(
             self.train_size >= self.batch_size * self.accumulate,
             "train_size",
             self.train_size,
@@ -272,9 +296,16 @@ impl TrainConfig {
         })
     }
 
-    /// Optimizer steps per epoch: full batches only (drop_last), grouped by `accumulate`.
+    /// Optimizer steps per epoch on one rank: full batches only (drop_last), grouped by
+    /// `accumulate`.
     pub fn steps_per_epoch(&self) -> usize {
-        self.train_size / self.batch_size / self.accumulate
+        self.steps_per_epoch_on(1)
+    }
+
+    /// Optimizer steps per epoch with `world` ranks, each reading its shard of
+    /// `ceil(train_size / world)` samples (the distributed sampler pads with repeats).
+    pub fn steps_per_epoch_on(&self, world: usize) -> usize {
+        self.train_size.div_ceil(world.max(1)) / self.batch_size / self.accumulate
     }
 
     /// Learning rate at optimizer step `step`: a linear warmup over `warmup_epochs`, then the

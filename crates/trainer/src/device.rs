@@ -22,8 +22,28 @@ pub enum DeviceError {
 }
 
 /// Parses `flex`, `wgpu` (best adapter), `wgpu:cpu` (software Vulkan), `wgpu:N` (discrete GPU N)
-/// or `cuda:N[,M...]` (one device per index) into burn devices.
+/// or `cuda:N[,M...]` (one device per index) into burn devices; a comma-separated list of
+/// those (`flex,flex`, `wgpu:cpu,flex`) gives one device per entry, in order.
 pub fn parse_devices(spec: &str) -> Result<Vec<Device>, DeviceError> {
+    let mut groups: Vec<String> = Vec::new();
+    for part in spec.split(',').map(str::trim) {
+        // A bare index continues the list of the entry before it: `cuda:0,1`.
+        match groups.last_mut() {
+            Some(last) if !part.is_empty() && part.chars().all(|c| c.is_ascii_digit()) => {
+                last.push(',');
+                last.push_str(part);
+            }
+            _ => groups.push(part.to_string()),
+        }
+    }
+    let mut devices = Vec::new();
+    for group in &groups {
+        devices.extend(parse_one(group)?);
+    }
+    Ok(devices)
+}
+
+fn parse_one(spec: &str) -> Result<Vec<Device>, DeviceError> {
     let spec = spec.trim();
     let (backend, rest) = spec.split_once(':').unwrap_or((spec, ""));
     match backend {

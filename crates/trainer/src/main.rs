@@ -6,8 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use kindling_trainer::checkpoint::Checkpoint;
-use kindling_trainer::config::DatasetKind;
-use kindling_trainer::config::TrainConfig;
+use kindling_trainer::config::{DatasetKind, Engine, TrainConfig};
 use kindling_trainer::data::idx::IdxKind;
 use kindling_trainer::device::{parse_devices, smoke_test};
 use kindling_trainer::inspect;
@@ -200,9 +199,21 @@ struct TrainArgs {
     train_size: Option<usize>,
     #[arg(long)]
     val_size: Option<usize>,
-    /// flex, wgpu, wgpu:cpu, wgpu:N or cuda:N
+    /// flex, wgpu, wgpu:cpu, wgpu:N or cuda:N; a comma-separated list (flex,flex or
+    /// cuda:0,1) trains data-parallel, one rank per device, --batch-size per rank
     #[arg(long)]
     device: Option<String>,
+    /// Data-parallel ranks on this machine: with the threads engine, --device repeated this
+    /// many times when it names one device; under mpi, `mpirun -n` sets it instead
+    #[arg(long)]
+    nproc_per_node: Option<usize>,
+    /// threads (one thread per device in this process) or mpi (one process per rank, started
+    /// by mpirun; `cargo xtask train --nproc-per-node N --engine mpi` does that)
+    #[arg(long, value_enum)]
+    engine: Option<Engine>,
+    /// Seconds a rank waits for the others in a collective before failing
+    #[arg(long)]
+    dist_timeout_secs: Option<u64>,
     /// Train without augmentation.
     #[arg(long)]
     no_augment: bool,
@@ -250,8 +261,29 @@ impl TrainArgs {
             dataset,
             train_size,
             val_size,
-            device
+            device,
+            engine,
+            dist_timeout_secs
         );
+        if let Some(n) = self.nproc_per_node {
+            if n == 0 {
+                bail!("invalid --nproc-per-node 0: expected >= 1");
+            }
+            if config.engine == Engine::Mpi {
+                bail!("--nproc-per-node is for the threads engine; under mpi, mpirun -n sets it");
+            }
+            let devices = parse_devices(&config.device)?;
+            if devices.len() != 1 && devices.len() != n {
+                bail!(
+                    "--nproc-per-node {n} with --device {} ({} devices): give one device or {n}",
+                    config.device,
+                    devices.len()
+                );
+            }
+            if devices.len() == 1 {
+                config.device = vec![config.device.as_str(); n].join(",");
+            }
+        }
         if self.data_dir.is_some() {
             config.data_dir.clone_from(&self.data_dir);
         }
@@ -296,6 +328,80 @@ fn interrupt_flag() -> &'static AtomicBool {
     &FLAG
 }
 
+/// One rank of an MPI run (started by mpirun): rank 0 owns the run directory in `out`; with
+/// `start`, the run resumes from that checkpoint (every rank reads it, so the run directory
+/// must be visible to all of them).
+#[cfg(feature = "mpi")]
+fn train_mpi(
+    config: &TrainConfig,
+    out: &std::path::Path,
+    quiet: bool,
+    start: Option<Checkpoint>,
+) -> Result<()> {
+    use kindling_dist::Communicator;
+    let timeout = std::time::Duration::from_secs(config.dist_timeout_secs);
+    let mut comm = kindling_dist::MpiComm::init(timeout)?;
+    let rank = comm.rank();
+    let started = std::time::Instant::now();
+    let train_here = |comm: &mut kindling_dist::MpiComm| -> Result<Option<RunDir>> {
+        let devices = parse_devices(&config.device)?;
+        let device = &devices[comm.local_rank() % devices.len()];
+        let mut run = match (&start, rank) {
+            (_, 1..) => None,
+            (None, 0) => Some(RunDir::create(out, config)?),
+            (Some(c), 0) => {
+                let mut run = RunDir::open(out)?;
+                run.truncate_history(c.header.epoch)?;
+                Some(run)
+            }
+        };
+        let model = train::train_rank(
+            config,
+            run.as_mut(),
+            quiet || rank != 0,
+            start.as_ref(),
+            None,
+            Some(interrupt_flag()),
+            device,
+            Some(comm),
+        )?;
+        if let Some(run) = &run {
+            train::save_model(&model, run)?;
+        }
+        Ok(run)
+    };
+    match train_here(&mut comm) {
+        Ok(Some(run)) => {
+            let last = run.history().last().context("no epoch ran")?;
+            println!(
+                "trained {} epochs on {} MPI ranks in {:.0}s: validation accuracy {:.1}%, run in {}",
+                last.epoch,
+                comm.world_size(),
+                started.elapsed().as_secs_f64(),
+                last.val_acc * 100.0,
+                run.path().display()
+            );
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(e) => {
+            // The other ranks fail at their next collective instead of waiting for the timeout.
+            comm.abort(&format!("rank {rank}: {e:#}"));
+            Err(e)
+        }
+    }
+}
+
+#[cfg(not(feature = "mpi"))]
+fn train_mpi(
+    _config: &TrainConfig,
+    _out: &std::path::Path,
+    _quiet: bool,
+    _start: Option<Checkpoint>,
+) -> Result<()> {
+    bail!("engine mpi: this kindling was built without the `mpi` feature")
+}
+
 fn main() -> Result<()> {
     match run_command() {
         Err(e) if e.is::<train::Interrupted>() => {
@@ -310,6 +416,12 @@ fn run_command() -> Result<()> {
     match Cli::parse().command {
         Cmd::Train(args) if args.resume.is_some() => {
             let dir = args.resume.clone().unwrap_or_default();
+            let last = kindling_trainer::checkpoint::last(&dir);
+            let checkpoint = Checkpoint::load(&last)?;
+            if checkpoint.header.config.engine == Engine::Mpi {
+                let config = checkpoint.header.config.clone();
+                return train_mpi(&config, &dir, args.quiet, Some(checkpoint));
+            }
             let mut run = RunDir::open(&dir)?;
             let start = std::time::Instant::now();
             let model = train::resume(&mut run, args.quiet, Some(interrupt_flag()))?;
@@ -349,6 +461,9 @@ fn run_command() -> Result<()> {
                     .unwrap_or_default();
                 PathBuf::from(format!("runs/{secs}"))
             });
+            if config.engine == Engine::Mpi {
+                return train_mpi(&config, &out, args.quiet, None);
+            }
             let mut run = RunDir::create(&out, &config)?;
             let start = std::time::Instant::now();
             let model = train::train_from(

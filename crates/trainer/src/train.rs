@@ -5,11 +5,11 @@
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
@@ -21,11 +21,13 @@ use kindling_augment::batched::{
 };
 use kindling_augment::transforms::{Normalize, ToTensor};
 use kindling_augment::{Augment, Compose, Sample, Transform, batch_to_tensor};
-use kindling_dist::DistributedSampler;
+use kindling_dist::{
+    Communicator, Ddp, DdpConfig, DistError, DistributedSampler, LocalGroup, RankError, ReduceOp,
+};
 use kindling_model::{AlexNet, AlexNetConfig, WeightInit};
 
 use crate::checkpoint::{self, Checkpoint, Partial};
-use crate::config::DatasetKind;
+use crate::config::{DatasetKind, Engine};
 use crate::config::{Optimizer, TrainConfig};
 use crate::data::Dataset;
 use crate::data::cifar::Cifar10;
@@ -76,21 +78,119 @@ pub fn train_from(
     interrupt: Option<&AtomicBool>,
 ) -> Result<AlexNet> {
     config.validate()?;
-    let devices = crate::device::parse_devices(&config.device)?;
-    if devices.len() != 1 {
-        bail!("training on several devices needs kindling-dist, which is not written yet");
+    if config.engine == Engine::Mpi {
+        bail!(
+            "engine mpi runs one process per rank: start the run with mpirun \
+             (cargo xtask train --nproc-per-node N --engine mpi)"
+        );
     }
-    let device = devices[0].clone().autodiff();
-    device.seed(config.seed);
+    let devices = crate::device::parse_devices(&config.device)?;
+    if let [device] = devices.as_slice() {
+        return train_rank(
+            config,
+            Some(run),
+            quiet,
+            start.as_ref(),
+            stop_after,
+            interrupt,
+            device,
+            None,
+        );
+    }
+    // Data-parallel on the devices of this process: one thread (rank) per device.
+    let timeout = Duration::from_secs(config.dist_timeout_secs);
+    let run = Mutex::new(Some(run));
+    let outcomes = LocalGroup::run(&devices, timeout, |comm, device| {
+        let rank = comm.rank();
+        let run = if rank == 0 {
+            run.lock().ok().and_then(|mut r| r.take())
+        } else {
+            None
+        };
+        train_rank(
+            config,
+            run,
+            quiet || rank != 0,
+            start.as_ref(),
+            stop_after,
+            interrupt,
+            device,
+            Some(comm),
+        )
+    })?;
+    rank_zero_result(outcomes)
+}
+
+/// Rank 0's model, or the error that started a failure: a rank's own error rather than the
+/// "peer failed" the others saw because of it.
+fn rank_zero_result(outcomes: Vec<Result<AlexNet, RankError<anyhow::Error>>>) -> Result<AlexNet> {
+    let mut errors = Vec::new();
+    for (rank, outcome) in outcomes.into_iter().enumerate() {
+        match outcome {
+            Ok(model) if rank == 0 => return Ok(model),
+            Ok(_) => {}
+            Err(RankError::Failed(e)) => errors.push(e),
+            Err(RankError::Panicked(msg)) => {
+                errors.push(anyhow::anyhow!("rank {rank} panicked: {msg}"));
+            }
+        }
+    }
+    let is_echo = |e: &anyhow::Error| {
+        matches!(
+            e.downcast_ref::<DistError>(),
+            Some(DistError::PeerFailed { .. } | DistError::Closed(_))
+        )
+    };
+    let first = errors.iter().position(|e| !is_echo(e)).unwrap_or(0);
+    match errors.into_iter().nth(first) {
+        Some(e) => Err(e),
+        None => bail!("rank 0 returned no model"),
+    }
+}
+
+/// One rank's share of a run: [`train_from`] for one device, or one rank of a data-parallel
+/// group when `comm` is given (gradients averaged across ranks by [`Ddp`], the data sharded by
+/// a [`DistributedSampler`]). Only rank 0 gets the run directory: it validates, records and
+/// checkpoints; the others train.
+#[allow(clippy::too_many_arguments)]
+pub fn train_rank(
+    config: &TrainConfig,
+    mut run: Option<&mut RunDir>,
+    quiet: bool,
+    start: Option<&Checkpoint>,
+    stop_after: Option<usize>,
+    interrupt: Option<&AtomicBool>,
+    device: &Device,
+    comm: Option<&mut dyn Communicator>,
+) -> Result<AlexNet> {
+    config.validate()?;
+    let device = device.clone().autodiff();
+    let (world, rank) = comm.as_ref().map_or((1, 0), |c| (c.world_size(), c.rank()));
+    let mut ddp = comm
+        .map(|c| Ddp::new(c, DdpConfig::default()))
+        .transpose()?;
 
     let (train_set, val_set) = datasets(config)?;
-    let mut model = AlexNetConfig::cifar()
-        .with_num_classes(CLASSES.len())
-        .with_dropout(config.dropout)
-        // PyTorch's default init leaves this normalisation-free network stuck near chance for
-        // hundreds of steps; He init starts learning at once.
-        .with_init(WeightInit::Kaiming)
-        .init(&device);
+    let mut model = {
+        // flex's RNG is process-global: ranks on threads of one process take turns, so each
+        // draws the weights a single-device run would.
+        static INIT: Mutex<()> = Mutex::new(());
+        let _turn = INIT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        device.seed(config.seed);
+        let model = AlexNetConfig::cifar()
+            .with_num_classes(CLASSES.len())
+            .with_dropout(config.dropout)
+            // PyTorch's default init leaves this normalisation-free network stuck near chance
+            // for hundreds of steps; He init starts learning at once.
+            .with_init(WeightInit::Kaiming)
+            .init(&device);
+        // burn draws a parameter's initial values when it is first read: read them all now,
+        // from this seed, before anything else draws (the per-epoch reseed, another rank).
+        model.visit(&mut Materialize);
+        model
+    };
     let mut optimizer = match config.optimizer {
         Optimizer::Sgd => SgdConfig::new()
             .with_momentum(Some(MomentumConfig {
@@ -108,7 +208,7 @@ pub fn train_from(
             .init(),
     };
 
-    let (first_epoch, mut step, mut best) = match &start {
+    let (first_epoch, mut step, mut best) = match start {
         None => (0, 0, f64::NEG_INFINITY),
         Some(c) => {
             if c.header.config != *config {
@@ -120,13 +220,28 @@ pub fn train_from(
             optimizer = optimizer
                 .from_bytes(burn::tensor::Bytes::from_bytes_vec(c.optimizer.clone()))
                 .context("cannot read the checkpoint's optimizer state")?;
-            (c.header.epoch, c.header.step, best_accuracy(run))
+            let best = run.as_deref().map_or(f64::NEG_INFINITY, best_accuracy);
+            (c.header.epoch, c.header.step, best)
         }
     };
-    let mut partial = start.as_ref().and_then(|c| c.header.partial.clone());
-    std::fs::create_dir_all(checkpoint::dir(run.path()))?;
+    if let Some(ddp) = ddp.as_mut() {
+        // Every rank built (and maybe loaded) the same model; rank 0's values win.
+        model = ddp.prepare(model)?;
+    }
+    let mut partial = start.and_then(|c| c.header.partial.clone());
+    if let Some(run) = run.as_deref() {
+        std::fs::create_dir_all(checkpoint::dir(run.path()))?;
+    }
     let batcher = Arc::new(training_batcher(config));
-    let steps_per_epoch = config.steps_per_epoch();
+    let steps_per_epoch = config.steps_per_epoch_on(world);
+    if steps_per_epoch == 0 {
+        bail!(
+            "{world} ranks leave {} training samples per rank, fewer than batch_size * \
+             accumulate = {}",
+            config.train_size.div_ceil(world),
+            config.batch_size * config.accumulate
+        );
+    }
     let last_epoch = stop_after.map_or(config.epochs, |n| (first_epoch + n).min(config.epochs));
     for epoch in first_epoch..last_epoch {
         // Dropout's draws depend only on (seed, epoch), so a resumed run repeats them.
@@ -158,8 +273,8 @@ pub fn train_from(
             train_set.clone(),
             Arc::clone(&batcher),
             config,
-            epoch,
-            resumed.batches_done,
+            (epoch, resumed.batches_done),
+            (world, rank),
             &device,
         )?;
         for (k, batch) in loader.enumerate() {
@@ -190,11 +305,38 @@ pub fn train_from(
             pending += 1;
             if pending == config.accumulate {
                 lr = config.lr_at(step, steps_per_epoch);
-                model = optimizer.step(lr, model, accumulator.grads());
+                let grads = accumulator.grads();
+                let grads = match ddp.as_mut() {
+                    Some(ddp) => ddp.sync(&model, grads)?,
+                    None => grads,
+                };
+                model = optimizer.step(lr, model, grads);
                 pending = 0;
                 step += 1;
             }
-            if pending == 0 && interrupt.is_some_and(|f| f.load(Ordering::Relaxed)) {
+            // Every rank stops at the same step when any rank saw Ctrl-C.
+            let stop = pending == 0
+                && sum_across(
+                    &mut ddp,
+                    [f32::from(
+                        interrupt.is_some_and(|f| f.load(Ordering::Relaxed)),
+                    )],
+                )?[0]
+                    > 0.0;
+            if stop {
+                let [loss_sum, correct, seen] =
+                    sum_across(&mut ddp, [loss_sum as f32, correct as f32, seen as f32])?;
+                bar.finish_and_clear();
+                let interrupted = Interrupted {
+                    epoch: epoch + 1,
+                    batches: batches_done,
+                    dir: run
+                        .as_deref()
+                        .map_or_else(Default::default, |r| r.path().to_path_buf()),
+                };
+                let Some(run) = run.as_deref_mut() else {
+                    return Err(interrupted.into());
+                };
                 // The accuracy of the last completed epoch (JSON has no -inf for "none").
                 let last_acc = run.history().last().map_or(0.0, |m| m.val_acc);
                 let mut c = Checkpoint::new(
@@ -210,18 +352,12 @@ pub fn train_from(
                 );
                 c.header.partial = Some(Partial {
                     batches_done,
-                    loss_sum,
-                    correct,
-                    seen,
+                    loss_sum: f64::from(loss_sum),
+                    correct: correct as usize,
+                    seen: seen as usize,
                 });
                 c.save(&checkpoint::last(run.path()))?;
-                bar.finish_and_clear();
-                return Err(Interrupted {
-                    epoch: epoch + 1,
-                    batches: batches_done,
-                    dir: run.path().to_path_buf(),
-                }
-                .into());
+                return Err(interrupted.into());
             }
             bar.inc(1);
             bar.set_message(format!(
@@ -233,6 +369,13 @@ pub fn train_from(
         }
         bar.finish_and_clear();
         let train_time = start.elapsed().as_secs_f64();
+        // Training figures over all ranks; only rank 0 validates, records and checkpoints.
+        let [loss_sum, correct, seen] =
+            sum_across(&mut ddp, [loss_sum as f32, correct as f32, seen as f32])?;
+        let (loss_sum, correct, seen) = (f64::from(loss_sum), correct as usize, seen as usize);
+        let Some(run) = run.as_deref_mut() else {
+            continue;
+        };
         let eval = evaluate(&model, &val_set, config.batch_size, &device)?;
         let metrics = EpochMetrics {
             epoch: epoch + 1,
@@ -267,6 +410,26 @@ pub fn train_from(
         }
     }
     Ok(model)
+}
+
+/// Reads every parameter once, which makes burn draw lazily initialised values.
+struct Materialize;
+
+impl ModuleVisitor for Materialize {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let _ = param.val();
+    }
+}
+
+/// Element-wise sums of `values` over the ranks (the values themselves on a single rank).
+fn sum_across<const N: usize>(
+    ddp: &mut Option<Ddp<&mut dyn Communicator>>,
+    mut values: [f32; N],
+) -> Result<[f32; N]> {
+    if let Some(ddp) = ddp {
+        ddp.comm().all_reduce(&mut values, ReduceOp::Sum)?;
+    }
+    Ok(values)
 }
 
 /// The model a checkpoint holds, built from its run's config, on `device`.
@@ -548,22 +711,24 @@ struct Loader {
 }
 
 impl Loader {
+    /// The batches of `epoch` for `rank` of `world`, skipping the first `skip`.
     fn spawn(
         data: Dataset,
         batcher: Arc<AugmentBatcher>,
         config: &TrainConfig,
-        epoch: usize,
-        skip: usize,
+        (epoch, skip): (usize, usize),
+        (world, rank): (usize, usize),
         device: &Device,
     ) -> Result<Self> {
         let (sender, receiver) = mpsc::sync_channel(2);
-        // One rank of one: the same seeded shuffle a multi-rank run will shard.
-        let mut sampler = DistributedSampler::new(data.len(), 1, 0)?.with_seed(config.seed);
+        // The same seeded shuffle on every rank, each taking every `world`-th sample of it:
+        // batch b of the ranks together is batch b of one rank with `world` times the size.
+        let mut sampler = DistributedSampler::new(data.len(), world, rank)?.with_seed(config.seed);
         sampler.set_epoch(epoch as u64);
         let order = sampler.indices();
         let batch_size = config.batch_size;
         // drop_last at the effective batch: every optimizer step sees `accumulate` full batches.
-        let batches = config.steps_per_epoch() * config.accumulate;
+        let batches = config.steps_per_epoch_on(world) * config.accumulate;
         let device = device.clone();
         std::thread::spawn(move || {
             for chunk in order.chunks_exact(batch_size).take(batches).skip(skip) {

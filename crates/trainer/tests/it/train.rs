@@ -473,3 +473,147 @@ fn an_interrupted_run_checkpoints_mid_epoch_and_resumes_exactly() {
         std::fs::remove_dir_all(&d).expect("cleanup");
     }
 }
+
+/// The ranks of a data-parallel run: 2 ranks x batch 16 see the same 32 samples per step as
+/// 1 rank x batch 32 (the sampler strides the same shuffled order), so with dropout off they
+/// must end with the same weights; 1 rank x batch 16 must not.
+fn data_parallel_config(batch_size: usize, device: &str) -> TrainConfig {
+    TrainConfig {
+        epochs: 1,
+        warmup_epochs: 0,
+        batch_size,
+        train_size: 128,
+        val_size: 16,
+        device: device.into(),
+        ..TrainConfig::default()
+    }
+}
+
+fn final_weights(config: &TrainConfig, name: &str) -> Vec<f32> {
+    let dir = temp_dir(name);
+    let mut run = RunDir::create(&dir, config).expect("run");
+    let model = train(config, &mut run, true).expect("trains");
+    assert_eq!(run.history().len(), 1, "rank 0 records the epoch");
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+    flat_weights(&model)
+}
+
+fn flat_weights(model: &kindling_model::AlexNet) -> Vec<f32> {
+    ["features.0", "features.3", "features.10"]
+        .iter()
+        .flat_map(|layer| {
+            model
+                .conv_weight(*layer)
+                .expect("conv")
+                .into_data()
+                .try_to_vec::<f32>()
+                .expect("f32")
+        })
+        .collect()
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn two_thread_ranks_train_like_one_device_with_double_batch() {
+    let _rng = crate::rng_lock();
+    let single = final_weights(&data_parallel_config(32, "flex"), "dp-single");
+    let ranks = final_weights(&data_parallel_config(16, "flex,flex"), "dp-ranks");
+    let control = final_weights(&data_parallel_config(16, "flex"), "dp-control");
+    let diff = max_abs_diff(&single, &ranks);
+    let control_diff = max_abs_diff(&single, &control);
+    eprintln!("2 ranks x 16 vs 1 x 32: {diff:e}; control 1 x 16: {control_diff:e}");
+    assert!(diff < 1e-5, "data-parallel run differs by {diff}");
+    assert!(
+        control_diff > 1e-3,
+        "negative control too close: {control_diff}"
+    );
+}
+
+#[test]
+fn too_many_ranks_for_the_data_is_an_error_naming_the_sizes() {
+    let config = TrainConfig {
+        train_size: 40,
+        ..data_parallel_config(16, "flex,flex,flex")
+    };
+    let dir = temp_dir("dp-too-many");
+    let mut run = RunDir::create(&dir, &config).expect("run");
+    let err = train(&config, &mut run, true).expect_err("14 samples per rank < 16");
+    assert!(
+        err.to_string()
+            .contains("3 ranks leave 14 training samples per rank"),
+        "{err:#}"
+    );
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+/// `kindling train --engine mpi` under `mpirun -n 2`: rank 0 writes the run, and the model is
+/// the one the threads engine trains (both sum two ranks' gradients the same way).
+#[cfg(feature = "mpi")]
+#[test]
+fn mpi_ranks_train_like_thread_ranks() {
+    let _rng = crate::rng_lock();
+    let threads = final_weights(&data_parallel_config(16, "flex,flex"), "dp-threads");
+    let dir = temp_dir("dp-mpi");
+    let mut cmd = std::process::Command::new("mpirun");
+    cmd.args(["-n", "2", "--oversubscribe"]);
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if root {
+        cmd.arg("--allow-run-as-root");
+    }
+    let out = cmd
+        .arg(env!("CARGO_BIN_EXE_kindling"))
+        .args([
+            "train",
+            "--engine",
+            "mpi",
+            "--epochs",
+            "1",
+            "--warmup-epochs",
+            "0",
+            "--batch-size",
+            "16",
+            "--train-size",
+            "128",
+            "--val-size",
+            "16",
+            "--quiet",
+            "--out",
+        ])
+        .arg(&dir)
+        .output()
+        .expect("mpirun (openmpi-bin) runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "mpirun failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("on 2 MPI ranks"), "{stdout}");
+    let model = AlexNetConfig::cifar()
+        .with_init(WeightInit::Kaiming)
+        .init(&Device::flex())
+        .load_weights(dir.join("model.safetensors"))
+        .expect("rank 0 saved the model");
+    let diff = max_abs_diff(&threads, &flat_weights(&model));
+    eprintln!("MPI ranks vs thread ranks: {diff:e}");
+    assert!(
+        diff < 1e-6,
+        "MPI run differs from the threads run by {diff}"
+    );
+    let config: TrainConfig = serde_json::from_slice(
+        &std::fs::read(dir.join("config.json")).expect("config written by rank 0"),
+    )
+    .expect("config");
+    assert_eq!(config.engine, kindling_trainer::config::Engine::Mpi);
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
