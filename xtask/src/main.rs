@@ -94,6 +94,19 @@ enum Cmd {
     },
     /// Run every crate's example once with small arguments (what CI does after the tests).
     Examples,
+    /// All-reduce time of 1, 16 and 64 MB between 2 ranks, threads engine then MPI (mpirun).
+    BenchAllreduce {
+        /// Multiplies the number of timed iterations (1: 50/20/10 per size).
+        #[arg(long, default_value_t = 1)]
+        scale: usize,
+    },
+    /// CPU time per DDP training step of the CIFAR AlexNet (batch 64 per rank, one thread per
+    /// process), 1 rank then 2 ranks under mpirun, and the efficiency.
+    BenchDdp {
+        /// Timed steps per run.
+        #[arg(long, default_value_t = 15)]
+        steps: usize,
+    },
     /// Run the criterion benchmarks (dev profile, shared with the tests).
     Bench {
         /// Extra arguments for the bench binaries (e.g. a criterion filter).
@@ -119,6 +132,8 @@ fn main() -> Result<()> {
         Cmd::Example { name, args } => example(&name, &args),
         Cmd::Examples => examples(),
         Cmd::Bench { args } => bench(&args),
+        Cmd::BenchAllreduce { scale } => bench_allreduce(scale),
+        Cmd::BenchDdp { steps } => bench_ddp(steps),
     }
 }
 
@@ -259,6 +274,64 @@ fn train(args: &[String]) -> Result<()> {
         ),
         Some(other) => bail!("unknown --engine {other}: expected threads, mpi or nccl"),
     }
+}
+
+/// `mpirun -n N` of a binary, as root where needed, one thread per process.
+fn mpirun(n: usize, binary: &Path) -> Command {
+    let mut cmd = Command::new("mpirun");
+    cmd.args(["-n", &n.to_string(), "--oversubscribe", "--bind-to", "none"]);
+    if running_as_root() {
+        cmd.arg("--allow-run-as-root");
+    }
+    cmd.args(["-x", "RAYON_NUM_THREADS=1"]);
+    cmd.arg(binary);
+    ensure_runtime_dir(&mut cmd);
+    cmd
+}
+
+fn bench_allreduce(scale: usize) -> Result<()> {
+    let output = build_test_targets()?;
+    let binary =
+        executable(&output, "allreduce_bench", "example").context("no example allreduce_bench")?;
+    let mut threads = Command::new(&binary);
+    threads.args(["threads", "2", &scale.to_string()]);
+    run(threads)?;
+    let mut mpi = mpirun(2, &binary);
+    mpi.args(["mpi", "2", &scale.to_string()]);
+    run(mpi)
+}
+
+fn bench_ddp(steps: usize) -> Result<()> {
+    let output = build_test_targets()?;
+    let binary =
+        executable(&output, "ddp_efficiency", "example").context("no example ddp_efficiency")?;
+    let mut cpu_ms = Vec::new();
+    for ranks in [1, 2] {
+        let mut cmd = mpirun(ranks, &binary);
+        cmd.args(["64", &steps.to_string(), "3"]);
+        eprintln!("xtask: {}", describe(&cmd));
+        let out = cmd.output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        print!("{text}");
+        if !out.status.success() {
+            bail!(
+                "{ranks} ranks failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let cpu: f64 = text
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("cpu_ms_per_step="))
+            .and_then(|v| v.parse().ok())
+            .context("no cpu_ms_per_step in the output")?;
+        cpu_ms.push(cpu);
+    }
+    println!(
+        "DDP CPU-time efficiency (1 rank / 2 ranks, per step): {:.1}%",
+        100.0 * cpu_ms[0] / cpu_ms[1]
+    );
+    Ok(())
 }
 
 /// The launcher's view of `kindling train` arguments.
