@@ -61,6 +61,7 @@ impl LocalGroup {
                 rank,
                 timeout,
                 next_round: 0,
+                staging: None,
             })
             .collect())
     }
@@ -149,6 +150,8 @@ pub struct LocalComm {
     rank: usize,
     timeout: Duration,
     next_round: u64,
+    /// This rank's last all-reduce input, reused when no peer holds it any more.
+    staging: Option<Arc<Vec<f32>>>,
 }
 
 impl std::fmt::Debug for LocalComm {
@@ -219,6 +222,10 @@ struct Slot {
 enum Payload {
     None,
     F32(Vec<f32>),
+    /// A rank's all-reduce input, readable by every rank.
+    Shared(Arc<Vec<f32>>),
+    /// Every rank's all-reduce input, indexed by rank.
+    Parts(Vec<Arc<Vec<f32>>>),
     Gathered(Vec<Vec<u8>>),
     Bytes(Vec<u8>),
 }
@@ -244,32 +251,23 @@ impl Shared {
         let op = first.name();
         let sizes: Vec<usize> = slots.iter().flatten().map(|s| s.len).collect();
         match first {
-            Kind::AllReduce(reduce) => {
+            Kind::AllReduce(_) => {
                 if sizes.iter().any(|s| *s != sizes[0]) {
                     return Err(DistError::SizeMismatch { op, sizes });
                 }
-                let mut it = slots.iter_mut().flatten();
-                let mut acc = match it
-                    .next()
-                    .map(|s| std::mem::replace(&mut s.payload, Payload::None))
-                {
-                    Some(Payload::F32(v)) => v,
-                    _ => {
-                        return Err(DistError::Invalid(
+                // Each rank sums the shared contributions itself, in rank order, outside the
+                // lock: the ranks reduce in parallel and get bit-identical results.
+                let parts = slots
+                    .iter()
+                    .flatten()
+                    .map(|s| match &s.payload {
+                        Payload::Shared(v) => Ok(Arc::clone(v)),
+                        _ => Err(DistError::Invalid(
                             "internal: missing all_reduce data".into(),
-                        ));
-                    }
-                };
-                for slot in it {
-                    if let Payload::F32(v) = &slot.payload {
-                        acc.iter_mut().zip(v).for_each(|(a, b)| *a += *b);
-                    }
-                }
-                if reduce == ReduceOp::Mean {
-                    let n = self.world as f32;
-                    acc.iter_mut().for_each(|a| *a /= n);
-                }
-                Ok(Payload::F32(acc))
+                        )),
+                    })
+                    .collect::<Result<_>>()?;
+                Ok(Payload::Parts(parts))
             }
             Kind::Broadcast(root) => {
                 if root >= self.world {
@@ -435,14 +433,32 @@ impl Communicator for LocalComm {
     }
 
     fn all_reduce(&mut self, buf: &mut [f32], op: ReduceOp) -> Result<()> {
+        // Reuse last call's staging buffer once the peers have finished reading it: a fresh
+        // allocation of tens of MB costs more in page faults than the copy itself.
+        let mut staging = self
+            .staging
+            .take()
+            .and_then(|a| Arc::try_unwrap(a).ok())
+            .unwrap_or_default();
+        staging.clear();
+        staging.extend_from_slice(buf);
+        let staging = Arc::new(staging);
+        self.staging = Some(Arc::clone(&staging));
         let slot = Slot {
             kind: Kind::AllReduce(op),
             len: buf.len(),
-            payload: Payload::F32(buf.to_vec()),
+            payload: Payload::Shared(staging),
         };
         match self.collective(slot)?.as_ref() {
-            Ok(Payload::F32(v)) => {
-                buf.copy_from_slice(v);
+            Ok(Payload::Parts(parts)) => {
+                buf.copy_from_slice(&parts[0]);
+                for part in &parts[1..] {
+                    buf.iter_mut().zip(part.iter()).for_each(|(a, b)| *a += *b);
+                }
+                if op == ReduceOp::Mean {
+                    let n = self.shared.world as f32;
+                    buf.iter_mut().for_each(|a| *a /= n);
+                }
                 Ok(())
             }
             Ok(_) => Err(DistError::Invalid(
