@@ -54,6 +54,7 @@ mod local;
 mod mpi_engine;
 pub mod plan;
 mod sampler;
+mod tcp;
 mod tensor;
 
 pub use comm::{Communicator, DEFAULT_TIMEOUT, ReduceOp};
@@ -63,4 +64,5 @@ pub use local::{LocalComm, LocalGroup, RankError};
 #[cfg(feature = "mpi")]
 pub use mpi_engine::MpiComm;
 pub use sampler::DistributedSampler;
+pub use tcp::{TcpComm, TcpEnv};
 pub use tensor::{all_reduce_tensor, broadcast_tensor};

@@ -6,4 +6,5 @@ mod ddp;
 mod failures;
 #[cfg(feature = "mpi")]
 mod mpi;
+mod tcp;
 mod tensors;
