@@ -143,11 +143,14 @@ fn build(features: &str) -> Result<()> {
         cmd.args(["--features", features]);
     }
     run(cmd)?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"));
-    println!("built {}", target.join("release/kindling").display());
+    println!("built {}", target_dir().join("release/kindling").display());
     Ok(())
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
 }
 
 fn test(want_wgpu: bool, extra: &[String]) -> Result<()> {
@@ -187,7 +190,7 @@ fn ci(skip_tests: bool) -> Result<()> {
         "--workspace",
         "--all-targets",
         "--features",
-        "cuda",
+        "cuda,nccl",
     ]);
     cuda.env("DOCS_RS", "1");
     run(cuda)?;
@@ -248,32 +251,123 @@ fn kindling(subcommand: &str, args: &[String]) -> Result<()> {
 /// needs no launcher: `kindling train --nproc-per-node N` runs N ranks in one process.
 fn train(args: &[String]) -> Result<()> {
     let launch = parse_launch(args)?;
-    match launch.engine.as_deref() {
-        None | Some("threads") => kindling("train", args),
-        Some("mpi") => {
-            let output = build_test_targets()?;
-            let binary = executable(&output, "kindling", "bin")
-                .context("cargo built no `kindling` binary")?;
-            let mut cmd = Command::new("mpirun");
-            cmd.args([
-                "-n",
-                &launch.nproc.unwrap_or(2).to_string(),
-                "--oversubscribe",
-            ]);
-            if running_as_root() {
-                cmd.arg("--allow-run-as-root");
-            }
-            cmd.arg(binary).arg("train").args(&launch.rest);
-            cmd.args(["--engine", "mpi"]);
-            ensure_runtime_dir(&mut cmd);
-            run(cmd).context("is Open MPI installed (openmpi-bin)?")
-        }
-        Some("nccl") => bail!(
-            "--engine nccl: NCCL training needs a CUDA build (cargo xtask build --features cuda,nccl), \
-             which this machine cannot compile; see docs/distributed.md"
-        ),
-        Some(other) => bail!("unknown --engine {other}: expected threads, mpi or nccl"),
+    let engine = launch.engine.as_deref().unwrap_or("threads");
+    if engine == "threads" {
+        return kindling("train", args);
     }
+    if !["mpi", "tcp", "nccl"].contains(&engine) {
+        bail!("unknown --engine {engine}: expected threads, mpi, tcp or nccl");
+    }
+    let n = launch.nproc.unwrap_or(2);
+    let binary = if engine == "nccl" {
+        // The test build has no CUDA; NCCL runs the release build of `cargo xtask build`.
+        let release = target_dir().join("release/kindling");
+        if !release.is_file() {
+            bail!(
+                "--engine nccl runs {}: build it first with \
+                 `cargo xtask build --features cuda,nccl` (on a machine with CUDA)",
+                release.display()
+            );
+        }
+        release
+    } else {
+        let output = build_test_targets()?;
+        executable(&output, "kindling", "bin").context("cargo built no `kindling` binary")?
+    };
+    let mut train = vec!["train".to_string()];
+    train.extend(launch.rest.iter().cloned());
+    train.extend(["--engine".to_string(), engine.to_string()]);
+    if engine == "mpi" {
+        let mut cmd = mpirun(n, &binary);
+        cmd.args(&train);
+        return run(cmd).context("is Open MPI installed (openmpi-bin)?");
+    }
+    // tcp and nccl: start the ranks like torchrun, with the rendezvous in the environment.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let nccl_dir = if engine == "nccl" {
+        nccl_symlink_dir()?
+    } else {
+        None
+    };
+    let mut children = Vec::new();
+    for rank in 0..n {
+        let mut cmd = Command::new(&binary);
+        cmd.args(&train)
+            .env("RANK", rank.to_string())
+            .env("LOCAL_RANK", rank.to_string())
+            .env("WORLD_SIZE", n.to_string())
+            .env("MASTER_ADDR", "127.0.0.1")
+            .env("MASTER_PORT", port.to_string());
+        set_threads_per_rank(&mut cmd, n);
+        if let Some(dir) = &nccl_dir {
+            let old = std::env::var("LD_LIBRARY_PATH").unwrap_or_default();
+            cmd.env("LD_LIBRARY_PATH", format!("{}:{old}", dir.display()));
+        }
+        ensure_runtime_dir(&mut cmd);
+        eprintln!("xtask: rank {rank}: {}", describe(&cmd));
+        children.push(cmd.spawn().context("cannot start a rank")?);
+    }
+    let mut failed = Vec::new();
+    for (rank, mut child) in children.into_iter().enumerate() {
+        let status = child.wait()?;
+        if !status.success() {
+            failed.push(format!("rank {rank}: {status}"));
+        }
+    }
+    if !failed.is_empty() {
+        bail!("training failed on {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// Threads of each rank's compute pool: the machine's cores shared among the ranks (what
+/// torchrun does with OMP_NUM_THREADS), unless the caller chose.
+fn set_threads_per_rank(cmd: &mut Command, ranks: usize) {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        cmd.env("RAYON_NUM_THREADS", (cores / ranks).max(1).to_string());
+    }
+}
+
+/// cudarc loads `libnccl.so` or `libnccl.so.<CUDA major>`, while the pip wheels and Debian ship
+/// `libnccl.so.2`: when only that exists, a folder with a `libnccl.so` link to it, for the ranks'
+/// LD_LIBRARY_PATH.
+fn nccl_symlink_dir() -> Result<Option<PathBuf>> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("LD_LIBRARY_PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    dirs.extend(["/usr/lib/x86_64-linux-gnu", "/usr/local/cuda/lib64"].map(PathBuf::from));
+    if dirs.iter().any(|d| d.join("libnccl.so").exists()) {
+        return Ok(None);
+    }
+    // Python wheels: ask the interpreter where nvidia/nccl lives, if there is one.
+    if let Ok(out) = Command::new("python3")
+        .args([
+            "-c",
+            "import nvidia.nccl, os; print(os.path.join(nvidia.nccl.__path__[0], 'lib'))",
+        ])
+        .output()
+        && out.status.success()
+    {
+        dirs.push(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+    }
+    let Some(lib) = dirs
+        .iter()
+        .map(|d| d.join("libnccl.so.2"))
+        .find(|p| p.is_file())
+    else {
+        return Ok(None); // the rank reports what is missing
+    };
+    let dir = target_dir().join("nccl-lib");
+    std::fs::create_dir_all(&dir)?;
+    let link = dir.join("libnccl.so");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&lib, &link)
+        .with_context(|| format!("cannot link {} to {}", link.display(), lib.display()))?;
+    eprintln!("xtask: NCCL: {} -> {}", link.display(), lib.display());
+    Ok(Some(dir))
 }
 
 /// `mpirun -n N` of a binary, as root where needed, one thread per process.
@@ -283,7 +377,8 @@ fn mpirun(n: usize, binary: &Path) -> Command {
     if running_as_root() {
         cmd.arg("--allow-run-as-root");
     }
-    cmd.args(["-x", "RAYON_NUM_THREADS=1"]);
+    set_threads_per_rank(&mut cmd, n);
+    cmd.args(["-x", "RAYON_NUM_THREADS"]);
     cmd.arg(binary);
     ensure_runtime_dir(&mut cmd);
     cmd
@@ -308,6 +403,8 @@ fn bench_ddp(steps: usize) -> Result<()> {
     let mut cpu_ms = Vec::new();
     for ranks in [1, 2] {
         let mut cmd = mpirun(ranks, &binary);
+        // One thread per process, like the PyTorch script's torch.set_num_threads(1).
+        cmd.env("RAYON_NUM_THREADS", "1");
         cmd.args(["64", &steps.to_string(), "3"]);
         eprintln!("xtask: {}", describe(&cmd));
         let out = cmd.output()?;

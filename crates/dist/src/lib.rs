@@ -52,6 +52,8 @@ mod error;
 mod local;
 #[cfg(feature = "mpi")]
 mod mpi_engine;
+#[cfg(feature = "nccl")]
+mod nccl;
 pub mod plan;
 mod sampler;
 mod tcp;
@@ -63,6 +65,8 @@ pub use error::{DistError, Result};
 pub use local::{LocalComm, LocalGroup, RankError};
 #[cfg(feature = "mpi")]
 pub use mpi_engine::MpiComm;
+#[cfg(feature = "nccl")]
+pub use nccl::{NcclComm, find_libnccl_so_2};
 pub use sampler::DistributedSampler;
 pub use tcp::{TcpComm, TcpEnv};
 pub use tensor::{all_reduce_tensor, broadcast_tensor};

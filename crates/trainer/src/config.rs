@@ -62,6 +62,12 @@ pub enum Engine {
     /// One process per rank, started by `mpirun` (Open MPI); each process takes the device of
     /// its local rank from `device`. Needs the `mpi` feature.
     Mpi,
+    /// One process per rank from a torchrun-style environment (`RANK`, `WORLD_SIZE`,
+    /// `LOCAL_RANK`, `MASTER_ADDR`, `MASTER_PORT`), over TCP: any backend, any machines.
+    Tcp,
+    /// Like `tcp`, with gradients all-reduced by NCCL between CUDA GPUs. Needs the `nccl`
+    /// feature (and so a CUDA build).
+    Nccl,
 }
 
 /// Where the training images are augmented (see `kindling_augment::batched`).
@@ -120,7 +126,8 @@ pub struct TrainConfig {
     /// `flex`, `wgpu`, `wgpu:cpu`, `cuda:0`, ...; a comma-separated list (`flex,flex`,
     /// `cuda:0,1`) trains data-parallel, one rank per device. `batch_size` is per rank.
     pub device: String,
-    /// `threads` (the devices of `device` in this process) or `mpi` (one process per rank).
+    /// `threads` (the devices of `device` in this process), or one process per rank: `mpi`,
+    /// `tcp`, `nccl`.
     pub engine: Engine,
     /// Seconds a rank waits for the others in a collective before failing.
     pub dist_timeout_secs: u64,

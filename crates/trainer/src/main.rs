@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use kindling_dist::Communicator;
 use kindling_trainer::checkpoint::Checkpoint;
 use kindling_trainer::config::{DatasetKind, Engine, TrainConfig};
 use kindling_trainer::data::idx::IdxKind;
@@ -207,8 +208,9 @@ struct TrainArgs {
     /// many times when it names one device; under mpi, `mpirun -n` sets it instead
     #[arg(long)]
     nproc_per_node: Option<usize>,
-    /// threads (one thread per device in this process) or mpi (one process per rank, started
-    /// by mpirun; `cargo xtask train --nproc-per-node N --engine mpi` does that)
+    /// threads (one thread per device in this process), or one process per rank: mpi (started
+    /// by mpirun), tcp or nccl (torchrun-style environment); `cargo xtask train
+    /// --nproc-per-node N --engine E` starts the processes
     #[arg(long, value_enum)]
     engine: Option<Engine>,
     /// Seconds a rank waits for the others in a collective before failing
@@ -269,8 +271,11 @@ impl TrainArgs {
             if n == 0 {
                 bail!("invalid --nproc-per-node 0: expected >= 1");
             }
-            if config.engine == Engine::Mpi {
-                bail!("--nproc-per-node is for the threads engine; under mpi, mpirun -n sets it");
+            if config.engine != Engine::Threads {
+                bail!(
+                    "--nproc-per-node is for the threads engine; with one process per rank the \
+                     launcher (cargo xtask train, mpirun, torchrun) sets it"
+                );
             }
             let devices = parse_devices(&config.device)?;
             if devices.len() != 1 && devices.len() != n {
@@ -328,22 +333,25 @@ fn interrupt_flag() -> &'static AtomicBool {
     &FLAG
 }
 
-/// One rank of an MPI run (started by mpirun): rank 0 owns the run directory in `out`; with
-/// `start`, the run resumes from that checkpoint (every rank reads it, so the run directory
-/// must be visible to all of them).
-#[cfg(feature = "mpi")]
-fn train_mpi(
+/// One rank of a multi-process run (engine mpi, tcp or nccl): rank 0 owns the run directory in
+/// `out`; with `start`, the run resumes from that checkpoint (every rank reads it, so the run
+/// directory must be visible to all of them).
+fn train_process(
     config: &TrainConfig,
     out: &std::path::Path,
     quiet: bool,
     start: Option<Checkpoint>,
 ) -> Result<()> {
-    use kindling_dist::Communicator;
     let timeout = std::time::Duration::from_secs(config.dist_timeout_secs);
-    let mut comm = kindling_dist::MpiComm::init(timeout)?;
+    let mut comm: Box<dyn Communicator> = match config.engine {
+        Engine::Threads => bail!("the threads engine runs in one process"),
+        Engine::Mpi => mpi_comm(timeout)?,
+        Engine::Tcp => Box::new(kindling_dist::TcpComm::from_env(timeout)?),
+        Engine::Nccl => nccl_comm(timeout)?,
+    };
     let rank = comm.rank();
     let started = std::time::Instant::now();
-    let train_here = |comm: &mut kindling_dist::MpiComm| -> Result<Option<RunDir>> {
+    let train_here = |comm: &mut dyn Communicator| -> Result<Option<RunDir>> {
         let devices = parse_devices(&config.device)?;
         let device = &devices[comm.local_rank() % devices.len()];
         let mut run = match (&start, rank) {
@@ -370,13 +378,14 @@ fn train_mpi(
         }
         Ok(run)
     };
-    match train_here(&mut comm) {
+    match train_here(comm.as_mut()) {
         Ok(Some(run)) => {
             let last = run.history().last().context("no epoch ran")?;
             println!(
-                "trained {} epochs on {} MPI ranks in {:.0}s: validation accuracy {:.1}%, run in {}",
+                "trained {} epochs on {} ranks ({}) in {:.0}s: validation accuracy {:.1}%, run in {}",
                 last.epoch,
                 comm.world_size(),
+                format!("{:?}", config.engine).to_lowercase(),
                 started.elapsed().as_secs_f64(),
                 last.val_acc * 100.0,
                 run.path().display()
@@ -392,14 +401,24 @@ fn train_mpi(
     }
 }
 
+#[cfg(feature = "mpi")]
+fn mpi_comm(timeout: std::time::Duration) -> Result<Box<dyn Communicator>> {
+    Ok(Box::new(kindling_dist::MpiComm::init(timeout)?))
+}
+
 #[cfg(not(feature = "mpi"))]
-fn train_mpi(
-    _config: &TrainConfig,
-    _out: &std::path::Path,
-    _quiet: bool,
-    _start: Option<Checkpoint>,
-) -> Result<()> {
+fn mpi_comm(_timeout: std::time::Duration) -> Result<Box<dyn Communicator>> {
     bail!("engine mpi: this kindling was built without the `mpi` feature")
+}
+
+#[cfg(feature = "nccl")]
+fn nccl_comm(timeout: std::time::Duration) -> Result<Box<dyn Communicator>> {
+    Ok(Box::new(kindling_dist::NcclComm::from_env(timeout)?))
+}
+
+#[cfg(not(feature = "nccl"))]
+fn nccl_comm(_timeout: std::time::Duration) -> Result<Box<dyn Communicator>> {
+    bail!("engine nccl: this kindling was built without the `nccl` feature (which needs CUDA)")
 }
 
 fn main() -> Result<()> {
@@ -418,9 +437,9 @@ fn run_command() -> Result<()> {
             let dir = args.resume.clone().unwrap_or_default();
             let last = kindling_trainer::checkpoint::last(&dir);
             let checkpoint = Checkpoint::load(&last)?;
-            if checkpoint.header.config.engine == Engine::Mpi {
+            if checkpoint.header.config.engine != Engine::Threads {
                 let config = checkpoint.header.config.clone();
-                return train_mpi(&config, &dir, args.quiet, Some(checkpoint));
+                return train_process(&config, &dir, args.quiet, Some(checkpoint));
             }
             let mut run = RunDir::open(&dir)?;
             let start = std::time::Instant::now();
@@ -461,8 +480,8 @@ fn run_command() -> Result<()> {
                     .unwrap_or_default();
                 PathBuf::from(format!("runs/{secs}"))
             });
-            if config.engine == Engine::Mpi {
-                return train_mpi(&config, &out, args.quiet, None);
+            if config.engine != Engine::Threads {
+                return train_process(&config, &out, args.quiet, None);
             }
             let mut run = RunDir::create(&out, &config)?;
             let start = std::time::Instant::now();

@@ -78,10 +78,11 @@ pub fn train_from(
     interrupt: Option<&AtomicBool>,
 ) -> Result<AlexNet> {
     config.validate()?;
-    if config.engine == Engine::Mpi {
+    if config.engine != Engine::Threads {
+        let engine = format!("{:?}", config.engine).to_lowercase();
         bail!(
-            "engine mpi runs one process per rank: start the run with mpirun \
-             (cargo xtask train --nproc-per-node N --engine mpi)"
+            "engine {engine} runs one process per rank: start the run with \
+             cargo xtask train --nproc-per-node N --engine {engine}"
         );
     }
     let devices = crate::device::parse_devices(&config.device)?;

@@ -83,36 +83,217 @@ fn collectives_on_three_ranks() {
     }
 }
 
-#[test]
-fn two_ranks_over_tcp_match_one_rank_with_double_batch() {
-    let out = group(2, Duration::from_secs(30), |comm| {
-        let rank = comm.rank();
-        let device = Device::flex().autodiff();
-        let mut ddp = Ddp::new(comm, DdpConfig::default().with_bucket_caps(16, 64))?;
-        let mut model = ddp.prepare(mlp(HIDDEN, rank as u64 * 7, &device))?;
-        let mut optim = sgd();
-        for step in 0..STEPS {
-            let (x, y) = batch(step, rank * B..(rank + 1) * B, &device);
-            let grads = GradientsParams::from_grads(mse(&model, x, y).backward(), &model);
-            let grads = ddp.sync(&model, grads)?;
-            model = optim.step(LR, model, grads);
-        }
-        Ok::<_, DistError>(flat_params(&model))
-    });
-    let params: Vec<Vec<f32>> = out
-        .into_iter()
-        .map(|r| r.expect("joined").expect("trained"))
-        .collect();
+/// DDP of the common MLP on one rank of a TCP group: rank r takes rows `r*B..(r+1)*B` of each
+/// step's batch and starts from its own weights (rank 0's must win).
+fn train_ddp(comm: TcpComm) -> Result<Vec<f32>, DistError> {
+    let rank = comm.rank();
+    let device = Device::flex().autodiff();
+    let mut ddp = Ddp::new(comm, DdpConfig::default().with_bucket_caps(16, 64))?;
+    let mut model = ddp.prepare(mlp(HIDDEN, rank as u64 * 7, &device))?;
+    let mut optim = sgd();
+    for step in 0..STEPS {
+        let (x, y) = batch(step, rank * B..(rank + 1) * B, &device);
+        let grads = GradientsParams::from_grads(mse(&model, x, y).backward(), &model);
+        let grads = ddp.sync(&model, grads)?;
+        model = optim.step(LR, model, grads);
+    }
+    Ok(flat_params(&model))
+}
+
+/// Both ranks' parameters equal one process's with the double batch, and differ from a
+/// single batch's (negative control).
+fn check_two_ranks(params: &[Vec<f32>], what: &str) {
     assert_eq!(params[0], params[1], "ranks diverged");
     let reference = single(2 * B);
     let diff = max_abs_diff(&params[0], &reference);
     let control = max_abs_diff(&single(B), &reference);
     eprintln!(
-        "TCP: max |2 ranks - 1 rank x batch {}| = {diff:e}; control {control:e}",
+        "{what}: max |2 ranks - 1 rank x batch {}| = {diff:e}; control {control:e}",
         2 * B
     );
     assert!(diff <= 1e-5, "{diff}");
     assert!(control > 1e-5, "{control}");
+}
+
+#[test]
+fn two_ranks_over_tcp_match_one_rank_with_double_batch() {
+    let out = group(2, Duration::from_secs(30), train_ddp);
+    let params: Vec<Vec<f32>> = out
+        .into_iter()
+        .map(|r| r.expect("joined").expect("trained"))
+        .collect();
+    check_two_ranks(&params, "TCP, loopback");
+}
+
+/// Two network namespaces joined by a veth pair: two "hosts" that reach each other only over
+/// that link. Created by the test, removed on drop.
+struct TwoHosts {
+    namespaces: [String; 2],
+    addresses: [String; 2],
+}
+
+impl TwoHosts {
+    fn create() -> Result<Self, String> {
+        let id = std::process::id();
+        let hosts = Self {
+            namespaces: [format!("kd{id}a"), format!("kd{id}b")],
+            addresses: [
+                format!("10.213.{}.1", id % 250),
+                format!("10.213.{}.2", id % 250),
+            ],
+        };
+        let [a, b] = &hosts.namespaces;
+        let (va, vb) = (format!("kd{id}x"), format!("kd{id}y"));
+        let steps: Vec<Vec<String>> = vec![
+            vec!["netns".into(), "add".into(), a.clone()],
+            vec!["netns".into(), "add".into(), b.clone()],
+            vec![
+                "link".into(),
+                "add".into(),
+                va.clone(),
+                "type".into(),
+                "veth".into(),
+                "peer".into(),
+                "name".into(),
+                vb.clone(),
+            ],
+            vec![
+                "link".into(),
+                "set".into(),
+                va.clone(),
+                "netns".into(),
+                a.clone(),
+            ],
+            vec![
+                "link".into(),
+                "set".into(),
+                vb.clone(),
+                "netns".into(),
+                b.clone(),
+            ],
+        ];
+        let mut steps = steps;
+        for (ns, dev, addr) in [(a, &va, &hosts.addresses[0]), (b, &vb, &hosts.addresses[1])] {
+            steps.push(vec![
+                "-n".into(),
+                ns.clone(),
+                "addr".into(),
+                "add".into(),
+                format!("{addr}/24"),
+                "dev".into(),
+                dev.clone(),
+            ]);
+            steps.push(vec![
+                "-n".into(),
+                ns.clone(),
+                "link".into(),
+                "set".into(),
+                dev.clone(),
+                "up".into(),
+            ]);
+            steps.push(vec![
+                "-n".into(),
+                ns.clone(),
+                "link".into(),
+                "set".into(),
+                "lo".into(),
+                "up".into(),
+            ]);
+        }
+        for step in steps {
+            let out = std::process::Command::new("ip")
+                .args(&step)
+                .output()
+                .map_err(|e| format!("cannot run `ip`: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "`ip {}` failed: {}",
+                    step.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+        }
+        Ok(hosts)
+    }
+}
+
+impl Drop for TwoHosts {
+    fn drop(&mut self) {
+        // Deleting a namespace deletes its end of the veth pair, and with it the other end.
+        for ns in &self.namespaces {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", ns])
+                .status();
+        }
+    }
+}
+
+/// The entry point of each "host" of the namespace test; does nothing when run directly.
+#[test]
+#[ignore = "entry point of the ranks that the network-namespace test starts"]
+fn netns_rank_entry() {
+    if std::env::var_os("KINDLING_NETNS_RANK").is_none() {
+        eprintln!("not started by the network-namespace test: nothing to do");
+        return;
+    }
+    let comm = TcpComm::from_env(Duration::from_secs(30)).expect("rendezvous across hosts");
+    let rank = comm.rank();
+    let params = train_ddp(comm).expect("trains");
+    let hex: Vec<String> = params
+        .iter()
+        .map(|v| format!("{:08x}", v.to_bits()))
+        .collect();
+    println!("RESULT {rank} {}", hex.join(","));
+}
+
+#[test]
+fn two_hosts_in_network_namespaces_train_like_one() {
+    let hosts = match TwoHosts::create() {
+        Ok(hosts) => hosts,
+        Err(why) => {
+            eprintln!("skipped: two network namespaces need root and `ip netns` ({why})");
+            return;
+        }
+    };
+    let exe = std::env::current_exe().expect("test binary");
+    let port = 29_500 + (std::process::id() % 400) as u16;
+    let children: Vec<_> = (0..2)
+        .map(|rank| {
+            std::process::Command::new("ip")
+                .args(["netns", "exec", &hosts.namespaces[rank]])
+                .arg(&exe)
+                .args(["tcp::netns_rank_entry", "--exact", "--include-ignored"])
+                .args(["--nocapture", "--test-threads", "1"])
+                .env("KINDLING_NETNS_RANK", rank.to_string())
+                .env("RANK", rank.to_string())
+                .env("WORLD_SIZE", "2")
+                .env("MASTER_ADDR", &hosts.addresses[0])
+                .env("MASTER_PORT", port.to_string())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("ip netns exec")
+        })
+        .collect();
+    let mut params = vec![Vec::new(); 2];
+    for child in children {
+        let out = child.wait_with_output().expect("rank finished");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "a host failed: {stdout}");
+        for line in stdout.lines() {
+            let Some(at) = line.find("RESULT ") else {
+                continue;
+            };
+            let mut parts = line[at + 7..].splitn(2, ' ');
+            let rank: usize = parts.next().and_then(|r| r.parse().ok()).expect("rank");
+            params[rank] = parts
+                .next()
+                .expect("values")
+                .split(',')
+                .map(|h| f32::from_bits(u32::from_str_radix(h, 16).expect("hex")))
+                .collect();
+        }
+    }
+    check_two_ranks(&params, "TCP, two network namespaces over veth");
 }
 
 #[test]

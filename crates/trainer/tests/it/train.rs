@@ -598,7 +598,7 @@ fn mpi_ranks_train_like_thread_ranks() {
         "mpirun failed: {stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("on 2 MPI ranks"), "{stdout}");
+    assert!(stdout.contains("on 2 ranks (mpi)"), "{stdout}");
     let model = AlexNetConfig::cifar()
         .with_init(WeightInit::Kaiming)
         .init(&Device::flex())
@@ -615,5 +615,75 @@ fn mpi_ranks_train_like_thread_ranks() {
     )
     .expect("config");
     assert_eq!(config.engine, kindling_trainer::config::Engine::Mpi);
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+/// `kindling train --engine tcp` as two processes with torchrun's environment: the same model
+/// as the threads engine.
+#[test]
+fn tcp_processes_train_like_thread_ranks() {
+    let _rng = crate::rng_lock();
+    let threads = final_weights(&data_parallel_config(16, "flex,flex"), "tcp-threads");
+    let dir = temp_dir("dp-tcp");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let children: Vec<_> = (0..2)
+        .map(|rank| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_kindling"))
+                .args([
+                    "train",
+                    "--engine",
+                    "tcp",
+                    "--epochs",
+                    "1",
+                    "--warmup-epochs",
+                    "0",
+                ])
+                .args([
+                    "--batch-size",
+                    "16",
+                    "--train-size",
+                    "128",
+                    "--val-size",
+                    "16",
+                ])
+                .args(["--quiet", "--dist-timeout-secs", "60", "--out"])
+                .arg(&dir)
+                .env("RANK", rank.to_string())
+                .env("WORLD_SIZE", "2")
+                .env("MASTER_ADDR", "127.0.0.1")
+                .env("MASTER_PORT", port.to_string())
+                .env("RAYON_NUM_THREADS", "1")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("kindling starts")
+        })
+        .collect();
+    for (rank, child) in children.into_iter().enumerate() {
+        let out = child.wait_with_output().expect("rank ends");
+        assert!(
+            out.status.success(),
+            "rank {rank} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if rank == 0 {
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(stdout.contains("on 2 ranks (tcp)"), "{stdout}");
+        }
+    }
+    let model = AlexNetConfig::cifar()
+        .with_init(WeightInit::Kaiming)
+        .init(&Device::flex())
+        .load_weights(dir.join("model.safetensors"))
+        .expect("rank 0 saved the model");
+    let diff = max_abs_diff(&threads, &flat_weights(&model));
+    eprintln!("TCP processes vs thread ranks: {diff:e}");
+    assert!(
+        diff < 1e-6,
+        "TCP run differs from the threads run by {diff}"
+    );
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
