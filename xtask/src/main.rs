@@ -94,7 +94,7 @@ enum Cmd {
     },
     /// Run every crate's example once with small arguments (what CI does after the tests).
     Examples,
-    /// All-reduce time of 1, 16 and 64 MB between 2 ranks, threads engine then MPI (mpirun).
+    /// All-reduce time of 1, 16 and 64 MB between 2 ranks: threads, MPI (mpirun), TCP.
     BenchAllreduce {
         /// Multiplies the number of timed iterations (1: 50/20/10 per size).
         #[arg(long, default_value_t = 1)]
@@ -393,7 +393,28 @@ fn bench_allreduce(scale: usize) -> Result<()> {
     run(threads)?;
     let mut mpi = mpirun(2, &binary);
     mpi.args(["mpi", "2", &scale.to_string()]);
-    run(mpi)
+    run(mpi)?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let ranks: Vec<_> = (0..2)
+        .map(|rank| {
+            Command::new(&binary)
+                .args(["tcp", "2", &scale.to_string()])
+                .env("RANK", rank.to_string())
+                .env("WORLD_SIZE", "2")
+                .env("MASTER_ADDR", "127.0.0.1")
+                .env("MASTER_PORT", port.to_string())
+                .spawn()
+        })
+        .collect::<std::io::Result<_>>()?;
+    for mut rank in ranks {
+        let status = rank.wait()?;
+        if !status.success() {
+            bail!("the tcp all-reduce benchmark failed ({status})");
+        }
+    }
+    Ok(())
 }
 
 fn bench_ddp(steps: usize) -> Result<()> {

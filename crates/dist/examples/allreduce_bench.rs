@@ -3,11 +3,11 @@
 //!
 //! ```sh
 //! cargo xtask example allreduce_bench -- threads [RANKS] [SCALE]   # in-process engine
-//! cargo xtask bench-allreduce                                       # threads and MPI, 2 ranks
+//! cargo xtask bench-allreduce                               # threads, MPI and TCP, 2 ranks
 //! ```
 //!
-//! Under `mpirun` (built with the `mpi` feature) it measures the MPI engine, one process per
-//! rank. Each size runs `SCALE * {50, 20, 10}` timed iterations after 3 warm-up ones; every
+//! `mpi` (under `mpirun`, built with the `mpi` feature) and `tcp` (with torchrun's environment)
+//! measure those engines, one process per rank. Each size runs `SCALE * {50, 20, 10}` timed iterations after 3 warm-up ones; every
 //! iteration starts from a fresh copy of the input (outside the timer) after a barrier, and its
 //! time is the slowest rank's, as in the gloo script.
 
@@ -33,7 +33,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         "mpi" => mpi(scale)?,
-        other => return Err(format!("unknown engine {other}: expected threads or mpi").into()),
+        "tcp" => {
+            // One process per rank, with torchrun's environment (RANK, WORLD_SIZE, ...).
+            let mut comm = kindling_dist::TcpComm::from_env(Duration::from_secs(120))?;
+            measure(&mut comm, "tcp", scale)?;
+        }
+        other => {
+            return Err(format!("unknown engine {other}: expected threads, mpi or tcp").into());
+        }
     }
     Ok(())
 }

@@ -26,6 +26,8 @@ const VERDICT_GRACE: Duration = Duration::from_millis(500);
 /// Frames larger than this are refused (a corrupt or foreign stream).
 const MAX_FRAME: u64 = 1 << 36;
 const MAGIC: u32 = 0x6b64_7463;
+/// How long the rest of a frame that has started to arrive may take.
+const MID_FRAME_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Frame kinds.
 const HELLO: u8 = 1;
@@ -176,8 +178,18 @@ impl Conn {
         }
         let total = 21 + len as usize;
         if self.inbox.len() < total {
-            self.inbox.reserve(total - self.inbox.len());
-            return Ok(None);
+            // The sender is streaming this frame: read the rest in one blocking call rather
+            // than polling chunk by chunk (bounded, so a peer that stalls mid-frame is an error).
+            let have = self.inbox.len();
+            self.inbox.resize(total, 0);
+            self.stream.set_nonblocking(false)?;
+            self.stream.set_read_timeout(Some(MID_FRAME_TIMEOUT))?;
+            let read = self.stream.read_exact(&mut self.inbox[have..]);
+            self.stream.set_nonblocking(true)?;
+            if let Err(e) = read {
+                self.inbox.truncate(have);
+                return Err(e);
+            }
         }
         let frame = Frame {
             kind: self.inbox[4],
@@ -758,7 +770,11 @@ fn decode_error(bytes: &[u8], op: &'static str) -> DistError {
 }
 
 fn f32_bytes(values: &[f32]) -> Vec<u8> {
-    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    let mut out = vec![0u8; values.len() * 4];
+    for (o, v) in out.chunks_exact_mut(4).zip(values) {
+        o.copy_from_slice(&v.to_le_bytes());
+    }
+    out
 }
 
 fn read_f32s(bytes: &[u8], out: &mut [f32]) -> Result<()> {
