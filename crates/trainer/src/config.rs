@@ -109,6 +109,9 @@ pub struct TrainConfig {
     /// Batches per optimizer step (gradient accumulation): the effective batch is
     /// `batch_size * accumulate`.
     pub accumulate: usize,
+    /// Clip the L2 norm of all gradients together to this value (PyTorch `clip_grad_norm_`);
+    /// off if unset.
+    pub clip_grad_norm: Option<f64>,
     pub dataset: DatasetKind,
     /// The folder of the IDX files (MNIST, Fashion-MNIST).
     pub data_dir: Option<std::path::PathBuf>,
@@ -159,6 +162,7 @@ impl Default for TrainConfig {
             mix_prob: 1.0,
             mix_switch_prob: 0.5,
             accumulate: 1,
+            clip_grad_norm: None,
             dataset: DatasetKind::Builtin,
             data_dir: None,
             train_size: 3000,
@@ -278,6 +282,14 @@ impl TrainConfig {
             "[0, 1]",
         )?;
         check(self.accumulate >= 1, "accumulate", self.accumulate, ">= 1")?;
+        if let Some(c) = self.clip_grad_norm {
+            check(
+                c.is_finite() && c > 0.0,
+                "clip_grad_norm",
+                c,
+                "a finite number > 0",
+            )?;
+        }
         check(
             (1..=86_400).contains(&self.dist_timeout_secs),
             "dist_timeout_secs",

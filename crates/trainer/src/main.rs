@@ -178,6 +178,9 @@ struct TrainArgs {
     /// Batches per optimizer step (gradient accumulation)
     #[arg(long)]
     accumulate: Option<usize>,
+    /// Clip the L2 norm of all gradients together to this value (PyTorch clip_grad_norm_)
+    #[arg(long, value_name = "MAX_NORM")]
+    clip_grad_norm: Option<f64>,
     /// Where to augment: cpu (loader thread) or device (on the batch tensor)
     #[arg(long)]
     augment_on: Option<kindling_trainer::config::AugmentOn>,
@@ -297,6 +300,9 @@ impl TrainArgs {
         }
         if self.cutmix.is_some() {
             config.cutmix_alpha = self.cutmix;
+        }
+        if self.clip_grad_norm.is_some() {
+            config.clip_grad_norm = self.clip_grad_norm;
         }
         if self.no_augment {
             config.augment = false;

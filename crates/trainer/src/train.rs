@@ -311,6 +311,11 @@ pub fn train_rank(
                     Some(ddp) => ddp.sync(&model, grads)?,
                     None => grads,
                 };
+                // After the average across ranks, as PyTorch clips after DDP's backward.
+                let grads = match config.clip_grad_norm {
+                    Some(max_norm) => clip_grad_norm(&model, grads, max_norm).0,
+                    None => grads,
+                };
                 model = optimizer.step(lr, model, grads);
                 pending = 0;
                 step += 1;
@@ -411,6 +416,56 @@ pub fn train_rank(
         }
     }
     Ok(model)
+}
+
+/// PyTorch's `clip_grad_norm_`: when the L2 norm of all gradients together exceeds `max_norm`,
+/// scales every gradient by `max_norm / (norm + 1e-6)`. Returns the gradients and their norm
+/// before clipping.
+pub fn clip_grad_norm<M: Module>(
+    model: &M,
+    mut grads: GradientsParams,
+    max_norm: f64,
+) -> (GradientsParams, f64) {
+    struct SquaredNorm<'a> {
+        grads: &'a GradientsParams,
+        sum: Option<Tensor<1>>,
+    }
+    impl ModuleVisitor for SquaredNorm<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.get::<D>(param.id) {
+                let s = g.powf_scalar(2.0).sum();
+                self.sum = Some(match self.sum.take() {
+                    Some(acc) => acc + s,
+                    None => s,
+                });
+            }
+        }
+    }
+    struct Scale<'a> {
+        grads: &'a mut GradientsParams,
+        factor: f64,
+    }
+    impl ModuleVisitor for Scale<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.remove::<D>(param.id) {
+                self.grads.register(param.id, g.mul_scalar(self.factor));
+            }
+        }
+    }
+    let mut norm = SquaredNorm {
+        grads: &grads,
+        sum: None,
+    };
+    model.visit(&mut norm);
+    // One read back to the host for the whole model.
+    let total = norm.sum.map_or(0.0, |s| scalar(s).sqrt());
+    if total > max_norm {
+        model.visit(&mut Scale {
+            grads: &mut grads,
+            factor: max_norm / (total + 1e-6),
+        });
+    }
+    (grads, total)
 }
 
 /// Reads every parameter once, which makes burn draw lazily initialised values.

@@ -151,6 +151,7 @@ fn mixing_device_augmentation_and_schedules_train() {
         cutmix_alpha: Some(1.0),
         label_smoothing: 0.1,
         augment_on: kindling_trainer::config::AugmentOn::Device,
+        clip_grad_norm: Some(1.0),
         train_size: 96,
         val_size: 32,
         ..TrainConfig::default()
@@ -686,4 +687,69 @@ fn tcp_processes_train_like_thread_ranks() {
         "TCP run differs from the threads run by {diff}"
     );
     std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+/// `clip_grad_norm` scales every gradient by the same factor so that their joint L2 norm is
+/// the maximum (PyTorch's `clip_grad_norm_`), and leaves them alone below it.
+#[test]
+fn gradient_clipping_bounds_the_joint_norm() {
+    use burn::module::Param;
+    use burn::nn::Linear;
+    use burn::optim::GradientsParams;
+    use burn::tensor::{Tensor, TensorData};
+    let device = Device::flex().autodiff();
+    let linear = Linear {
+        weight: Param::from_data(
+            TensorData::new(vec![1.0f32, -2.0, 0.5, 3.0, 0.0, 1.5], [3, 2]),
+            &device,
+        ),
+        bias: Some(Param::from_data(
+            TensorData::new(vec![0.1f32, -0.3], [2]),
+            &device,
+        )),
+    };
+    let grads = || {
+        let x = Tensor::<2>::from_data(
+            TensorData::new(vec![1.0f32, 2.0, 3.0, -1.0, 0.5, 2.0], [2, 3]),
+            &device,
+        );
+        let loss = linear.forward(x).powf_scalar(2.0).sum();
+        GradientsParams::from_grads(loss.backward(), &linear)
+    };
+    let flat = |g: &GradientsParams| -> Vec<f32> {
+        let w = g.get::<2>(linear.weight.id).expect("weight grad");
+        let b = g
+            .get::<1>(linear.bias.as_ref().expect("bias").id)
+            .expect("bias grad");
+        let mut v = w.into_data().try_to_vec::<f32>().expect("f32");
+        v.extend(b.into_data().try_to_vec::<f32>().expect("f32"));
+        v
+    };
+    let before = flat(&grads());
+    let norm = before
+        .iter()
+        .map(|g| f64::from(*g).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    let (clipped, reported) = kindling_trainer::train::clip_grad_norm(&linear, grads(), 1.0);
+    assert!(
+        (reported - norm).abs() < 1e-4 * norm,
+        "{reported} vs {norm}"
+    );
+    let after = flat(&clipped);
+    let new_norm = after
+        .iter()
+        .map(|g| f64::from(*g).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    assert!(
+        norm > 1.0 && (new_norm - 1.0).abs() < 1e-5,
+        "{norm} -> {new_norm}"
+    );
+    for (a, b) in after.iter().zip(&before) {
+        let expected = f64::from(*b) / (norm + 1e-6);
+        assert!((f64::from(*a) - expected).abs() < 1e-6, "{a} vs {expected}");
+    }
+    let (untouched, _) = kindling_trainer::train::clip_grad_norm(&linear, grads(), norm * 2.0);
+    assert_eq!(flat(&untouched), before);
 }
