@@ -51,6 +51,9 @@ pub enum DatasetKind {
     /// CIFAR-10's binary files in `data_dir/cifar-10-batches-bin` (default `data_dir`:
     /// `data/cifar10`); `--download` fetches them.
     Cifar10,
+    /// An image folder in `data_dir`: one subfolder per class of PNG/JPEG files (torchvision's
+    /// `ImageFolder`), either with `train/` and `val/` inside or split by the seed.
+    Folder,
 }
 
 /// How the ranks of a data-parallel run talk to each other (see `kindling-dist`).
@@ -311,7 +314,7 @@ impl TrainConfig {
         self.data_dir.clone().or_else(|| match self.dataset {
             DatasetKind::FashionMnist => Some("/usr/share/datasets/fashion-mnist".into()),
             DatasetKind::Cifar10 => Some("data/cifar10".into()),
-            DatasetKind::Builtin | DatasetKind::Mnist => None,
+            DatasetKind::Builtin | DatasetKind::Mnist | DatasetKind::Folder => None,
         })
     }
 

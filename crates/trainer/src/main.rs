@@ -8,7 +8,6 @@ use clap::{Args, Parser, Subcommand};
 use kindling_dist::Communicator;
 use kindling_trainer::checkpoint::Checkpoint;
 use kindling_trainer::config::{DatasetKind, Engine, TrainConfig};
-use kindling_trainer::data::idx::IdxKind;
 use kindling_trainer::device::{parse_devices, smoke_test};
 use kindling_trainer::inspect;
 use kindling_trainer::run::RunDir;
@@ -188,7 +187,7 @@ struct TrainArgs {
     dropout: Option<f64>,
     #[arg(long)]
     seed: Option<u64>,
-    /// builtin, mnist or fashion-mnist
+    /// builtin, mnist, fashion-mnist, cifar10 or folder (--data-dir: one subfolder per class)
     #[arg(long, value_enum)]
     dataset: Option<DatasetKind>,
     /// Folder of the MNIST / Fashion-MNIST IDX files (gzipped or not) or of CIFAR-10
@@ -604,12 +603,7 @@ fn run_command() -> Result<()> {
             let c = Checkpoint::load(&checkpoint)?;
             let device = burn::tensor::Device::flex();
             let model = train::model_from_checkpoint(&c, &device)?;
-            let classes = match c.header.config.dataset {
-                DatasetKind::Builtin => kindling_trainer::data::synthetic::CLASSES,
-                DatasetKind::Mnist => IdxKind::Mnist.classes(),
-                DatasetKind::FashionMnist => IdxKind::FashionMnist.classes(),
-                DatasetKind::Cifar10 => kindling_trainer::data::cifar::CLASSES,
-            };
+            let classes = train::class_names(&c.header.config)?;
             for path in &images {
                 let image = image::open(path)
                     .with_context(|| format!("cannot read image {}", path.display()))?;

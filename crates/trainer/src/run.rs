@@ -133,7 +133,7 @@ impl RunDir {
     }
 
     /// Writes `confusion.csv`: one row per true class, one column per predicted class.
-    pub fn write_confusion(&self, classes: &[&str], confusion: &[Vec<usize>]) -> Result<()> {
+    pub fn write_confusion(&self, classes: &[String], confusion: &[Vec<usize>]) -> Result<()> {
         let mut csv = format!("true\\predicted,{}\n", classes.join(","));
         for (c, row) in classes.iter().zip(confusion) {
             let counts: Vec<String> = row.iter().map(usize::to_string).collect();

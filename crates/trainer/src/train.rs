@@ -172,6 +172,7 @@ pub fn train_rank(
         .transpose()?;
 
     let (train_set, val_set) = datasets(config)?;
+    let num_classes = train_set.classes().len();
     let mut model = {
         // flex's RNG is process-global: ranks on threads of one process take turns, so each
         // draws the weights a single-device run would.
@@ -181,7 +182,7 @@ pub fn train_rank(
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         device.seed(config.seed);
         let model = AlexNetConfig::cifar()
-            .with_num_classes(CLASSES.len())
+            .with_num_classes(num_classes)
             .with_dropout(config.dropout)
             // PyTorch's default init leaves this normalisation-free network stuck near chance
             // for hundreds of steps; He init starts learning at once.
@@ -233,7 +234,7 @@ pub fn train_rank(
     if let Some(run) = run.as_deref() {
         std::fs::create_dir_all(checkpoint::dir(run.path()))?;
     }
-    let batcher = Arc::new(training_batcher(config));
+    let batcher = Arc::new(training_batcher(config, num_classes));
     let steps_per_epoch = config.steps_per_epoch_on(world);
     if steps_per_epoch == 0 {
         bail!(
@@ -491,7 +492,7 @@ fn sum_across<const N: usize>(
 /// The model a checkpoint holds, built from its run's config, on `device`.
 pub fn model_from_checkpoint(c: &Checkpoint, device: &Device) -> Result<AlexNet> {
     AlexNetConfig::cifar()
-        .with_num_classes(CLASSES.len())
+        .with_num_classes(class_names(&c.header.config)?.len())
         .with_dropout(c.header.config.dropout)
         .init(device)
         .load_checkpoint_bytes(&c.model)
@@ -576,21 +577,19 @@ fn best_accuracy(run: &RunDir) -> f64 {
 
 /// The batcher of a run: the CIFAR pipeline (or just ToTensor + Normalize), on the CPU or the
 /// device, with MixUp/CutMix and label smoothing as configured.
-fn training_batcher(config: &TrainConfig) -> AugmentBatcher {
+fn training_batcher(config: &TrainConfig, num_classes: usize) -> AugmentBatcher {
     let pipeline: Transform = if config.augment {
         kindling_augment::pipelines::cifar().into()
     } else {
         plain_pipeline().into()
     };
-    AugmentBatcher::new(pipeline, config.augment_on, CLASSES.len(), config.seed).with_mix(
-        BatchMix {
-            mixup_alpha: config.mixup_alpha,
-            cutmix_alpha: config.cutmix_alpha,
-            prob: config.mix_prob,
-            switch_prob: config.mix_switch_prob,
-            label_smoothing: f64::from(config.label_smoothing),
-        },
-    )
+    AugmentBatcher::new(pipeline, config.augment_on, num_classes, config.seed).with_mix(BatchMix {
+        mixup_alpha: config.mixup_alpha,
+        cutmix_alpha: config.cutmix_alpha,
+        prob: config.mix_prob,
+        switch_prob: config.mix_switch_prob,
+        label_smoothing: f64::from(config.label_smoothing),
+    })
 }
 
 /// What validation uses: the image as it is, scaled and normalised like the training input.
@@ -631,6 +630,7 @@ pub fn datasets(config: &TrainConfig) -> Result<(Dataset, Dataset)> {
         }
         DatasetKind::Mnist => IdxKind::Mnist,
         DatasetKind::FashionMnist => IdxKind::FashionMnist,
+        DatasetKind::Folder => return folder_datasets(config),
         DatasetKind::Cifar10 => {
             let dir = config.idx_dir().context("CIFAR-10 has a default folder")?;
             let load = |split, size: usize| -> Result<Dataset> {
@@ -671,6 +671,88 @@ pub fn datasets(config: &TrainConfig) -> Result<(Dataset, Dataset)> {
     ))
 }
 
+/// An image folder's training and validation sets: `train/` and `val/` inside `data_dir` when
+/// both exist (each limited to its first `train_size` / `val_size` files), else `val_size`
+/// images drawn by the seed for validation and up to `train_size` of the rest for training.
+fn folder_datasets(config: &TrainConfig) -> Result<(Dataset, Dataset)> {
+    use crate::data::folder::ImageFolder;
+    let dir = config
+        .data_dir
+        .clone()
+        .context("--data-dir is needed for --dataset folder: one subfolder of images per class")?;
+    let (train, val) = if dir.join("train").is_dir() && dir.join("val").is_dir() {
+        let train = ImageFolder::scan(&dir.join("train"))?;
+        let val = ImageFolder::scan(&dir.join("val"))?;
+        if val.classes() != train.classes() {
+            bail!(
+                "{} and {} have different class folders: {:?} vs {:?}",
+                train.root().display(),
+                val.root().display(),
+                train.classes(),
+                val.classes()
+            );
+        }
+        let first = |d: &ImageFolder, n: usize| d.select(&(0..d.len().min(n)).collect::<Vec<_>>());
+        (
+            first(&train, config.train_size),
+            first(&val, config.val_size),
+        )
+    } else {
+        let all = ImageFolder::scan(&dir)?;
+        if all.len() <= config.val_size {
+            bail!(
+                "{} has {} images, not more than val_size = {}: nothing left to train on",
+                dir.display(),
+                all.len(),
+                config.val_size
+            );
+        }
+        let mut order = DistributedSampler::new(all.len(), 1, 0)?.with_seed(config.seed);
+        order.set_epoch(u64::MAX); // a split that no epoch's shuffle repeats
+        let order = order.indices();
+        let (val, train) = order.split_at(config.val_size);
+        let train = &train[..train.len().min(config.train_size)];
+        (all.select(train), all.select(val))
+    };
+    if train.len() < config.batch_size * config.accumulate {
+        bail!(
+            "{}: {} training images, fewer than batch_size * accumulate = {}",
+            dir.display(),
+            train.len(),
+            config.batch_size * config.accumulate
+        );
+    }
+    Ok((
+        Dataset::Folder(Arc::new(train)),
+        Dataset::Folder(Arc::new(val)),
+    ))
+}
+
+/// The class names of a run's dataset, indexed by label (an image folder's are its
+/// subfolders).
+pub fn class_names(config: &TrainConfig) -> Result<Vec<String>> {
+    let fixed = |names: [&str; 10]| names.iter().map(|c| c.to_string()).collect();
+    Ok(match config.dataset {
+        DatasetKind::Builtin => fixed(CLASSES),
+        DatasetKind::Mnist => fixed(IdxKind::Mnist.classes()),
+        DatasetKind::FashionMnist => fixed(IdxKind::FashionMnist.classes()),
+        DatasetKind::Cifar10 => fixed(crate::data::cifar::CLASSES),
+        DatasetKind::Folder => {
+            let dir = config
+                .data_dir
+                .clone()
+                .context("a folder run has a data_dir")?;
+            let train = dir.join("train");
+            let root = if train.is_dir() && dir.join("val").is_dir() {
+                train
+            } else {
+                dir
+            };
+            crate::data::folder::class_names(&root)?
+        }
+    })
+}
+
 /// What [`evaluate`] measures.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Evaluation {
@@ -693,7 +775,7 @@ pub fn evaluate(
     let model = model.valid();
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let pipeline = plain_pipeline();
-    let classes = CLASSES.len();
+    let classes = data.classes().len();
     let mut confusion = vec![vec![0usize; classes]; classes];
     let (mut loss_sum, mut top1, mut top5) = (0.0f64, 0usize, 0usize);
     let indices: Vec<usize> = (0..data.len()).collect();
@@ -701,7 +783,7 @@ pub fn evaluate(
         let mut images = Vec::with_capacity(chunk.len());
         let mut labels = Vec::with_capacity(chunk.len());
         for &index in chunk {
-            let (image, label) = data.get(index);
+            let (image, label) = data.get(index)?;
             images.push(
                 pipeline
                     .apply(
@@ -743,7 +825,7 @@ pub fn evaluate(
 
 /// The confusion matrix as a text table, true classes down, predictions across (column
 /// headers are the first five letters of each class).
-pub fn confusion_table(classes: &[&str], confusion: &[Vec<usize>]) -> String {
+pub fn confusion_table(classes: &[String], confusion: &[Vec<usize>]) -> String {
     let width = classes.iter().map(|c| c.len()).max().unwrap_or(0).max(12);
     let mut out = format!("{:>width$} |", "true \\ pred");
     for c in classes {
@@ -788,20 +870,22 @@ impl Loader {
         let device = device.clone();
         std::thread::spawn(move || {
             for chunk in order.chunks_exact(batch_size).take(batches).skip(skip) {
-                let items = chunk
+                let items: Result<Vec<LabeledImage>> = chunk
                     .iter()
                     .map(|&index| {
-                        let (image, label) = data.get(index);
-                        LabeledImage {
+                        let (image, label) = data.get(index)?;
+                        Ok(LabeledImage {
                             image: ImageSource::Pixels(image),
                             label,
                             index: index as u64,
-                        }
+                        })
                     })
                     .collect();
-                let batch = batcher
-                    .try_batch(items, &device)
-                    .with_context(|| format!("preparing a batch of epoch {epoch}"));
+                let batch = items.and_then(|items| {
+                    batcher
+                        .try_batch(items, &device)
+                        .with_context(|| format!("preparing a batch of epoch {epoch}"))
+                });
                 if sender.send(batch).is_err() {
                     break; // the training loop stopped early
                 }

@@ -142,3 +142,151 @@ fn cifar10_download_checks_and_unpacks_atomically() {
     );
     std::fs::remove_dir_all(&root).expect("cleanup");
 }
+
+/// An image folder of three colour classes: images of several sizes and modes (RGB, gray,
+/// RGBA; PNG and JPEG), each a colour plus noise, so a short run can learn them.
+fn colour_folder(root: &Path, per_class: usize) {
+    let classes: [(&str, [u8; 3]); 3] = [
+        ("blue", [20, 40, 220]),
+        ("green", [30, 200, 40]),
+        ("red", [210, 30, 30]),
+    ];
+    for (c, (name, rgb)) in classes.iter().enumerate() {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).expect("class folder");
+        for i in 0..per_class {
+            let (w, h) = (24 + (i % 3) * 20, 30 + (i % 2) * 10);
+            let img = image::RgbImage::from_fn(w as u32, h as u32, |x, y| {
+                let n = ((x * 31 + y * 17 + i as u32 * 7 + c as u32) % 41) as i32 - 20;
+                image::Rgb(rgb.map(|v| (i32::from(v) + n).clamp(0, 255) as u8))
+            });
+            let dynamic = image::DynamicImage::ImageRgb8(img);
+            match i % 4 {
+                0 => dynamic.save(dir.join(format!("{i}.png"))),
+                1 => dynamic.save(dir.join(format!("{i}.JPG"))),
+                2 => dynamic.to_rgba8().save(dir.join(format!("{i}.png"))),
+                _ => dynamic.save(dir.join(format!("{i}.jpeg"))),
+            }
+            .expect("image written");
+        }
+    }
+}
+
+#[test]
+fn image_folder_reads_classes_sizes_and_modes() {
+    use kindling_trainer::data::folder::ImageFolder;
+    let root = std::env::temp_dir().join(format!("kindling-folder-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    colour_folder(&root, 4);
+    std::fs::write(root.join("notes.txt"), "not a class").expect("stray file");
+    let folder = ImageFolder::scan(&root).expect("scans");
+    assert_eq!(folder.classes(), ["blue", "green", "red"]);
+    assert_eq!(folder.len(), 12);
+    for i in 0..folder.len() {
+        let (img, label) = folder.get(i).expect("decodes");
+        assert_eq!((img.channels(), img.height(), img.width()), (3, 32, 32));
+        assert_eq!(label, i / 4);
+    }
+    // A red image stays red after decoding and resizing.
+    let (img, _) = folder.get(8).expect("red");
+    let mean = |c: usize| {
+        let plane = img.plane(c);
+        plane.iter().map(|&v| f64::from(v)).sum::<f64>() / 1024.0
+    };
+    assert!(mean(0) > 180.0 && mean(1) < 60.0 && mean(2) < 60.0);
+
+    // A corrupt file is an error naming it; an empty class folder too.
+    std::fs::write(root.join("red/broken.png"), b"not a png").expect("corrupt file");
+    let folder = ImageFolder::scan(&root).expect("scans");
+    let broken = (0..folder.len())
+        .find_map(|i| folder.get(i).err())
+        .expect("the corrupt file fails");
+    assert!(format!("{broken:#}").contains("broken.png"), "{broken:#}");
+    std::fs::create_dir_all(root.join("yellow")).expect("empty class");
+    let err = ImageFolder::scan(&root).expect_err("empty class folder");
+    assert!(err.to_string().contains("yellow has no images"), "{err}");
+    let err = ImageFolder::scan(&root.join("missing")).expect_err("missing folder");
+    assert!(
+        err.to_string().contains("cannot read the image folder"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&root).expect("cleanup");
+}
+
+#[test]
+fn training_on_an_image_folder_learns_its_classes() {
+    use kindling_trainer::config::{DatasetKind, TrainConfig};
+    use kindling_trainer::run::RunDir;
+    let _rng = crate::rng_lock();
+    let root = std::env::temp_dir().join(format!("kindling-folder-run-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    colour_folder(&root.join("train"), 24);
+    colour_folder(&root.join("val"), 6);
+    let config = TrainConfig {
+        dataset: DatasetKind::Folder,
+        data_dir: Some(root.join("")),
+        epochs: 3,
+        warmup_epochs: 0,
+        batch_size: 8,
+        train_size: 1000,
+        val_size: 1000,
+        ..TrainConfig::default()
+    };
+    let run_dir = root.join("run");
+    let mut run = RunDir::create(&run_dir, &config).expect("run");
+    kindling_trainer::train::train(&config, &mut run, true).expect("trains");
+    let last = run.history().last().expect("epochs").clone();
+    eprintln!(
+        "image folder: validation accuracy {:.1}%",
+        last.val_acc * 100.0
+    );
+    assert!(last.val_acc >= 0.9, "{last:?}");
+    let confusion = std::fs::read_to_string(run_dir.join("confusion.csv")).expect("confusion");
+    assert!(
+        confusion.contains("blue") && confusion.contains("red"),
+        "{confusion}"
+    );
+    assert_eq!(
+        kindling_trainer::train::class_names(&config).expect("classes"),
+        ["blue", "green", "red"]
+    );
+    std::fs::remove_dir_all(&root).expect("cleanup");
+}
+
+#[test]
+fn an_image_folder_without_train_and_val_is_split_by_the_seed() {
+    use kindling_trainer::config::{DatasetKind, TrainConfig};
+    let root = std::env::temp_dir().join(format!("kindling-folder-split-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    colour_folder(&root, 5);
+    let config = TrainConfig {
+        dataset: DatasetKind::Folder,
+        data_dir: Some(root.clone()),
+        batch_size: 4,
+        train_size: 100,
+        val_size: 6,
+        ..TrainConfig::default()
+    };
+    let (train, val) = kindling_trainer::train::datasets(&config).expect("splits");
+    assert_eq!((train.len(), val.len()), (9, 6));
+    let (again, _) = kindling_trainer::train::datasets(&config).expect("splits");
+    let labels = |d: &kindling_trainer::data::Dataset| -> Vec<usize> {
+        (0..d.len()).map(|i| d.get(i).expect("decodes").1).collect()
+    };
+    assert_eq!(
+        labels(&train),
+        labels(&again),
+        "the split depends only on the seed"
+    );
+    let too_many = TrainConfig {
+        val_size: 15,
+        ..config
+    };
+    let err = kindling_trainer::train::datasets(&too_many).expect_err("nothing left");
+    assert!(
+        err.to_string()
+            .contains("15 images, not more than val_size = 15"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&root).expect("cleanup");
+}
