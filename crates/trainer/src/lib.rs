@@ -10,5 +10,6 @@ pub mod config;
 pub mod data;
 pub mod device;
 pub mod inspect;
+pub mod plot;
 pub mod run;
 pub mod train;

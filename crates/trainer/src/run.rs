@@ -83,7 +83,8 @@ impl RunDir {
         &self.history
     }
 
-    /// Appends one epoch to `metrics.csv` and rewrites `metrics.json`.
+    /// Appends one epoch to `metrics.csv` and rewrites `metrics.json`, `loss.png` and
+    /// `accuracy.png`.
     pub fn record(&mut self, metrics: &EpochMetrics) -> Result<()> {
         self.history.push(metrics.clone());
         let mut csv = String::from(CSV_HEADER);
@@ -104,7 +105,8 @@ impl RunDir {
         write_atomic(
             &self.path.join("metrics.json"),
             &serde_json::to_vec_pretty(&self.history)?,
-        )
+        )?;
+        crate::plot::write_curves(&self.path, &self.history)
     }
 }
 

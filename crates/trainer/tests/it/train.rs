@@ -40,8 +40,24 @@ fn a_short_run_writes_its_directory_and_exports_loadable_weights() {
         "metrics.json",
         "model.safetensors",
         "confusion.csv",
+        "loss.png",
+        "accuracy.png",
     ] {
         assert!(dir.join(file).is_file(), "{file} missing");
+    }
+    for plot in ["loss.png", "accuracy.png"] {
+        let img = image::open(dir.join(plot)).expect("a PNG").to_rgb8();
+        assert_eq!(img.dimensions(), (800, 480));
+        // Curves are drawn in red and blue on white.
+        let coloured = |want: fn(&image::Rgb<u8>) -> bool| img.pixels().filter(|p| want(p)).count();
+        assert!(
+            coloured(|p| p[0] > 200 && p[1] < 60 && p[2] < 60) > 100,
+            "{plot}: no red curve"
+        );
+        assert!(
+            coloured(|p| p[2] > 200 && p[0] < 60 && p[1] < 60) > 100,
+            "{plot}: no blue curve"
+        );
     }
 
     let device = Device::flex();
