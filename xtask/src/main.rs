@@ -14,6 +14,8 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod docs;
+
 /// The backend features every test and bench build enables: one feature set, one burn build.
 const TEST_FEATURES: &str = "wgpu,mpi";
 
@@ -107,6 +109,17 @@ enum Cmd {
         #[arg(long, default_value_t = 15)]
         steps: usize,
     },
+    /// End-to-end training images/s (loader, augmentation, step) against the bare
+    /// forward+backward+step of the same model and batch.
+    BenchTrain {
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        #[arg(long, default_value_t = 40)]
+        steps: usize,
+    },
+    /// Check the shell commands of the Markdown docs: every `cargo xtask` line parses, `train`
+    /// lines pass `kindling train --dry-run`, and the cheap ones run.
+    DocsCheck,
     /// Run the criterion benchmarks (dev profile, shared with the tests).
     Bench {
         /// Extra arguments for the bench binaries (e.g. a criterion filter).
@@ -134,6 +147,10 @@ fn main() -> Result<()> {
         Cmd::Bench { args } => bench(&args),
         Cmd::BenchAllreduce { scale } => bench_allreduce(scale),
         Cmd::BenchDdp { steps } => bench_ddp(steps),
+        Cmd::DocsCheck => docs_check(),
+        Cmd::BenchTrain { batch, steps } => {
+            example("train_throughput", &[batch.to_string(), steps.to_string()])
+        }
     }
 }
 
@@ -370,6 +387,214 @@ fn nccl_symlink_dir() -> Result<Option<PathBuf>> {
     Ok(Some(dir))
 }
 
+/// The Markdown files whose shell commands `docs-check` checks.
+fn doc_files() -> Result<Vec<PathBuf>> {
+    let root = root();
+    let mut files = vec![root.join("README.md")];
+    for dir in ["docs", "crates"] {
+        for entry in std::fs::read_dir(root.join(dir))? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "md") {
+                files.push(path);
+            } else if path.join("README.md").is_file() {
+                files.push(path.join("README.md"));
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn docs_check() -> Result<()> {
+    let output = build_test_targets()?;
+    let binary =
+        executable(&output, "kindling", "bin").context("cargo built no `kindling` binary")?;
+    // A scratch folder for what the commands write, where the docs' relative paths still
+    // resolve (crates/..., ../shared) and `photo.jpg`-style placeholders exist.
+    let scratch = std::env::temp_dir().join(format!("kindling-docs-{}", std::process::id()));
+    let work = scratch.join("work");
+    std::fs::create_dir_all(&work)?;
+    std::os::unix::fs::symlink(root().join("crates"), work.join("crates"))?;
+    if let Some(shared) = root().parent().map(|p| p.join("shared")) {
+        std::os::unix::fs::symlink(shared, scratch.join("shared"))?;
+    }
+    let placeholder = root().join("../shared/conformance/augment/images/astronaut_500x375.png");
+    let (mut ran, mut dry, mut parsed, mut not_run) = (0, 0, 0, Vec::new());
+    let mut failures = Vec::new();
+    for file in doc_files()? {
+        let text = std::fs::read_to_string(&file)?;
+        let shown = file
+            .strip_prefix(root())
+            .unwrap_or(&file)
+            .display()
+            .to_string();
+        for cmd in docs::shell_commands(&text) {
+            let all = docs::words(&cmd.text);
+            let w = docs::without_env(&all);
+            let at = format!("{shown}:{}: `{}`", cmd.line, cmd.text);
+            let outcome: Result<&str> = match w.first().map(String::as_str) {
+                Some("cargo") if w.get(1).map(String::as_str) == Some("xtask") => {
+                    let argv =
+                        std::iter::once("cargo xtask".to_string()).chain(w[2..].iter().cloned());
+                    match Cli::try_parse_from(argv) {
+                        Err(e) => Err(anyhow::anyhow!("does not parse: {}", e.kind())),
+                        Ok(cli) => match cli.command {
+                            Cmd::Train { args } => dry_run(&binary, &work, &args),
+                            Cmd::Summary { args } => {
+                                run_doc(&binary, &work, "summary", &args, &placeholder)
+                            }
+                            Cmd::Filters { args } => {
+                                run_doc(&binary, &work, "filters", &args, &placeholder)
+                            }
+                            Cmd::Preview { args } => {
+                                run_doc(&binary, &work, "preview", &args, &placeholder)
+                            }
+                            Cmd::Kindling { args }
+                                if args.first().is_some_and(|s| {
+                                    ["dataset", "activations", "check-device"].contains(&s.as_str())
+                                }) =>
+                            {
+                                run_doc(&binary, &work, &args[0], &args[1..], &placeholder)
+                            }
+                            _ => Ok("parsed"),
+                        },
+                    }
+                }
+                Some("kindling") if cmd.text.contains('[') => Ok("synopsis"),
+                Some("kindling") if w.get(1).map(String::as_str) == Some("train") => {
+                    dry_run(&binary, &work, &w[2..])
+                }
+                Some("kindling")
+                    if w.get(1).is_some_and(|s| {
+                        [
+                            "summary",
+                            "filters",
+                            "preview",
+                            "dataset",
+                            "activations",
+                            "check-device",
+                        ]
+                        .contains(&s.as_str())
+                    }) =>
+                {
+                    run_doc(&binary, &work, &w[1], &w[2..], &placeholder)
+                }
+                Some("kindling") if needs_earlier_files(&work, w)? => Ok("needs"),
+                _ => Ok("not run"),
+            };
+            match outcome {
+                Ok("ran") => ran += 1,
+                Ok("dry") => dry += 1,
+                Ok("parsed") => parsed += 1,
+                Ok("synopsis") => not_run.push(format!("{at} (a usage synopsis)")),
+                Ok("needs") => not_run.push(format!("{at} (needs files an earlier step makes)")),
+                Ok(_) => not_run.push(format!("{at} (not a Kindling command)")),
+                Err(e) => failures.push(format!("{at}: {e:#}")),
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    println!(
+        "docs-check: {ran} commands ran, {dry} training commands validated by --dry-run, \
+         {parsed} more xtask commands parsed, {} not run:",
+        not_run.len()
+    );
+    for line in &not_run {
+        println!("  {line}");
+    }
+    if !failures.is_empty() {
+        bail!(
+            "{} documented commands fail:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+    }
+    Ok(())
+}
+
+/// Flags whose value is a file an earlier step of the docs creates (a run, weights).
+const INPUT_FLAGS: [&str; 3] = ["--config", "--weights", "--checkpoint"];
+
+/// Whether `args` name an input file that does not exist in `work`; creates the folders of
+/// `--out` values there.
+fn needs_earlier_files(work: &Path, args: &[String]) -> Result<bool> {
+    for pair in args.windows(2) {
+        if INPUT_FLAGS.contains(&pair[0].as_str()) && !work.join(&pair[1]).exists() {
+            return Ok(true);
+        }
+        if pair[0] == "--out"
+            && let Some(parent) = work.join(&pair[1]).parent()
+        {
+            std::fs::create_dir_all(parent)?;
+        }
+    }
+    Ok(false)
+}
+
+/// `kindling train --dry-run` with a documented command's arguments (launcher flags turned
+/// back into what `kindling train` takes), in `work`.
+fn dry_run(binary: &Path, work: &Path, args: &[String]) -> Result<&'static str> {
+    if needs_earlier_files(work, args)? {
+        return Ok("needs");
+    }
+    let launch = parse_launch(args)?;
+    let mut cmd = Command::new(binary);
+    cmd.arg("train")
+        .args(&launch.rest)
+        .arg("--dry-run")
+        .current_dir(work);
+    match launch.engine.as_deref() {
+        None | Some("threads") => {
+            if let Some(n) = launch.nproc {
+                cmd.args(["--nproc-per-node", &n.to_string()]);
+            }
+        }
+        Some(engine) => {
+            cmd.args(["--engine", engine]);
+        }
+    }
+    quiet_run(cmd).map(|()| "dry")
+}
+
+/// Runs a documented `kindling` subcommand in `work`; a missing `--image` becomes a real
+/// picture (the docs say `photo.jpg`).
+fn run_doc(
+    binary: &Path,
+    work: &Path,
+    subcommand: &str,
+    args: &[String],
+    placeholder: &Path,
+) -> Result<&'static str> {
+    if needs_earlier_files(work, args)? {
+        return Ok("needs");
+    }
+    let mut args = args.to_vec();
+    for i in 1..args.len() {
+        if args[i - 1] == "--image" && !work.join(&args[i]).exists() {
+            args[i] = placeholder.display().to_string();
+        }
+    }
+    let mut cmd = Command::new(binary);
+    cmd.arg(subcommand).args(&args).current_dir(work);
+    ensure_runtime_dir(&mut cmd);
+    quiet_run(cmd).map(|()| "ran")
+}
+
+fn quiet_run(mut cmd: Command) -> Result<()> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot start {}", describe(&cmd)))?;
+    if !out.status.success() {
+        bail!(
+            "{} failed ({}): {}",
+            describe(&cmd),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
 /// `mpirun -n N` of a binary, as root where needed, one thread per process.
 fn mpirun(n: usize, binary: &Path) -> Command {
     let mut cmd = Command::new("mpirun");
@@ -542,6 +767,17 @@ fn examples() -> Result<()> {
     for (name, args) in &runs {
         example(name, args)?;
     }
+    // The same all-reduce example across processes: threads, then two MPI ranks.
+    example(
+        "allreduce_bench",
+        &["threads".into(), "2".into(), "1".into()],
+    )?;
+    let output = build_test_targets()?;
+    let binary =
+        executable(&output, "allreduce_bench", "example").context("no example allreduce_bench")?;
+    let mut mpi = mpirun(2, &binary);
+    mpi.args(["mpi", "2", "1"]);
+    run(mpi)?;
     std::fs::remove_dir_all(&out)?;
     Ok(())
 }

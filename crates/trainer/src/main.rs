@@ -224,6 +224,9 @@ struct TrainArgs {
     /// Print only the final result.
     #[arg(long)]
     quiet: bool,
+    /// Check the flags and print the resolved config as JSON, without training
+    #[arg(long)]
+    dry_run: bool,
 }
 
 impl TrainArgs {
@@ -438,6 +441,17 @@ fn main() -> Result<()> {
 
 fn run_command() -> Result<()> {
     match Cli::parse().command {
+        Cmd::Train(args) if args.dry_run => {
+            if args.resume.is_some() {
+                println!(
+                    "dry run: would resume {}",
+                    args.resume.clone().unwrap_or_default().display()
+                );
+            } else {
+                println!("{}", serde_json::to_string_pretty(&args.resolve()?)?);
+            }
+            Ok(())
+        }
         Cmd::Train(args) if args.resume.is_some() => {
             let dir = args.resume.clone().unwrap_or_default();
             let last = kindling_trainer::checkpoint::last(&dir);
