@@ -1,7 +1,7 @@
 //! The AlexNet family: configuration, layer specifications and the burn module.
 
 use burn::config::Config;
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::Initializer;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
@@ -444,7 +444,7 @@ impl FeatureLayer {
                 }
                 let mut conv = config.init(device);
                 if init == WeightInit::Kaiming {
-                    conv.bias = conv.bias.map(|b| b.map(|t| t.zeros_like()));
+                    conv.bias = conv.bias.map(zero_bias);
                 }
                 FeatureLayer::Conv2d(conv)
             }
@@ -481,6 +481,15 @@ impl FeatureLayer {
     }
 }
 
+/// A bias set to zero that stays trainable: `zeros_like` alone gives a tensor that autodiff
+/// does not track, so the bias would never get a gradient.
+fn zero_bias(bias: Param<Tensor<1>>) -> Param<Tensor<1>> {
+    bias.map(|t| {
+        let trainable = t.is_require_grad();
+        t.zeros_like().set_require_grad(trainable)
+    })
+}
+
 /// A layer of the fully connected part (`classifier`).
 #[derive(Module, Debug)]
 #[allow(clippy::large_enum_variant)]
@@ -510,7 +519,7 @@ impl ClassifierLayer {
                 }
                 let mut linear = config.init(device);
                 if init == WeightInit::Kaiming {
-                    linear.bias = linear.bias.map(|b| b.map(|t| t.zeros_like()));
+                    linear.bias = linear.bias.map(zero_bias);
                 }
                 ClassifierLayer::Linear(linear)
             }

@@ -42,8 +42,8 @@ pub fn train(config: &TrainConfig, run: &mut RunDir, quiet: bool) -> Result<Alex
 
 /// Continues the run in `run` from its `checkpoints/last.ckpt` to the end of its config. The
 /// data order, augmentation, learning rate and dropout draws (the device RNG is reseeded from
-/// the seed and the epoch at every epoch) repeat the uninterrupted run; the weights end close
-/// to its weights but not bit-identical (see the crate README).
+/// the seed and the epoch at every epoch) repeat the uninterrupted run, and so do the final
+/// weights (tested bit for bit; mid-epoch, dropout's draws restart at the epoch's seed).
 pub fn resume(run: &mut RunDir, quiet: bool, interrupt: Option<&AtomicBool>) -> Result<AlexNet> {
     let checkpoint = Checkpoint::load(&checkpoint::last(run.path()))?;
     let config = checkpoint.header.config.clone();

@@ -41,3 +41,41 @@ fn kaiming_and_torch_inits_have_their_documented_spread() {
         "torch std {torch} vs {torch_expected}"
     );
 }
+
+/// Every parameter, biases included, is trainable under both inits and every variant: a
+/// backward pass gives each one a gradient. (He init once zeroed the biases with a tensor that
+/// autodiff did not track, so they never trained.)
+#[test]
+fn every_parameter_gets_a_gradient_under_both_inits() {
+    use burn::module::{Module, ModuleVisitor, Param};
+    use burn::optim::GradientsParams;
+    use burn::tensor::Tensor;
+    struct Missing<'a>(&'a GradientsParams, Vec<String>, usize);
+    impl ModuleVisitor for Missing<'_> {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            self.2 += 1;
+            if self.0.get::<D>(p.id).is_none() {
+                self.1.push(format!("{:?}", p.shape()));
+            }
+        }
+    }
+    let device = Device::flex().autodiff();
+    for init in [WeightInit::Kaiming, WeightInit::Torch] {
+        for (config, side) in [
+            (AlexNetConfig::cifar(), 32),
+            (AlexNetConfig::paper(true), 227),
+        ] {
+            let model = config.clone().with_init(init).init(&device);
+            let x = Tensor::<4>::ones([1, 3, side, side], &device);
+            let grads = GradientsParams::from_grads(model.forward(x).sum().backward(), &model);
+            let mut missing = Missing(&grads, Vec::new(), 0);
+            model.visit(&mut missing);
+            assert!(missing.2 >= 16, "{init:?}: {} parameters", missing.2);
+            assert!(
+                missing.1.is_empty(),
+                "{init:?} {side}: parameters without a gradient: {:?}",
+                missing.1
+            );
+        }
+    }
+}
