@@ -67,6 +67,9 @@ pub struct Ddp<C: Communicator> {
     config: DdpConfig,
     accumulated: Option<GradientsParams>,
     micro_steps: usize,
+    /// The bucket buffer, kept between steps: a fresh allocation of tens of MB costs more in
+    /// page faults than the copy into it.
+    bucket: Vec<f32>,
 }
 
 impl<C: Communicator> Ddp<C> {
@@ -87,6 +90,7 @@ impl<C: Communicator> Ddp<C> {
             config,
             accumulated: None,
             micro_steps: 0,
+            bucket: Vec::new(),
         })
     }
 
@@ -219,7 +223,8 @@ impl<C: Communicator> Ddp<C> {
         ) {
             let params: Vec<usize> = bucket.map(|pos| n - 1 - pos).collect();
             // Gradients (zeros where absent), then one presence flag per parameter.
-            let mut buf = Vec::with_capacity(params.iter().map(|i| taken[*i].numel + 1).sum());
+            let mut buf = std::mem::take(&mut self.bucket);
+            buf.clear();
             for i in &params {
                 match &taken[*i].values {
                     Some(v) => buf.extend_from_slice(v),
@@ -232,14 +237,23 @@ impl<C: Communicator> Ddp<C> {
                     .map(|i| if taken[*i].values.is_some() { 1.0 } else { 0.0 }),
             );
             self.comm.all_reduce(&mut buf, ReduceOp::Sum)?;
-            let flags = buf.split_off(buf.len() - params.len());
+            let flags_at = buf.len() - params.len();
             let mut offset = 0;
-            for (i, flag) in params.iter().zip(flags) {
+            for (k, i) in params.iter().enumerate() {
                 let numel = taken[*i].numel;
                 let slice = &buf[offset..offset + numel];
                 offset += numel;
-                taken[*i].values = (flag > 0.0).then(|| slice.iter().map(|g| g / world).collect());
+                if buf[flags_at + k] > 0.0 {
+                    // Reuse this rank's own gradient buffer for the mean when it has one.
+                    let mut mean = taken[*i].values.take().unwrap_or_default();
+                    mean.clear();
+                    mean.extend(slice.iter().map(|g| g / world));
+                    taken[*i].values = Some(mean);
+                } else {
+                    taken[*i].values = None;
+                }
             }
+            self.bucket = buf;
         }
         let mut put = PutGrads {
             grads: &mut grads,
