@@ -300,28 +300,43 @@ fn train(args: &[String]) -> Result<()> {
         return run(cmd).context("is Open MPI installed (openmpi-bin)?");
     }
     // tcp and nccl: start the ranks like torchrun, with the rendezvous in the environment.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
     let nccl_dir = if engine == "nccl" {
         nccl_symlink_dir()?
     } else {
         None
     };
+    env_ranks(n, &binary, &train, |cmd| {
+        set_threads_per_rank(cmd, n);
+        if let Some(dir) = &nccl_dir {
+            let old = std::env::var("LD_LIBRARY_PATH").unwrap_or_default();
+            cmd.env("LD_LIBRARY_PATH", format!("{}:{old}", dir.display()));
+        }
+    })
+    .context("training failed")
+}
+
+/// Runs `n` processes of `binary args` with torchrun's environment (`RANK`, `LOCAL_RANK`,
+/// `WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT` on a free loopback port), `adjust`ing each
+/// command first; fails naming the ranks that failed.
+fn env_ranks(
+    n: usize,
+    binary: &Path,
+    args: &[String],
+    adjust: impl Fn(&mut Command),
+) -> Result<()> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let mut children = Vec::new();
     for rank in 0..n {
-        let mut cmd = Command::new(&binary);
-        cmd.args(&train)
+        let mut cmd = Command::new(binary);
+        cmd.args(args)
             .env("RANK", rank.to_string())
             .env("LOCAL_RANK", rank.to_string())
             .env("WORLD_SIZE", n.to_string())
             .env("MASTER_ADDR", "127.0.0.1")
             .env("MASTER_PORT", port.to_string());
-        set_threads_per_rank(&mut cmd, n);
-        if let Some(dir) = &nccl_dir {
-            let old = std::env::var("LD_LIBRARY_PATH").unwrap_or_default();
-            cmd.env("LD_LIBRARY_PATH", format!("{}:{old}", dir.display()));
-        }
+        adjust(&mut cmd);
         ensure_runtime_dir(&mut cmd);
         eprintln!("xtask: rank {rank}: {}", describe(&cmd));
         children.push(cmd.spawn().context("cannot start a rank")?);
@@ -334,7 +349,7 @@ fn train(args: &[String]) -> Result<()> {
         }
     }
     if !failed.is_empty() {
-        bail!("training failed on {}", failed.join(", "));
+        bail!("{}", failed.join(", "));
     }
     Ok(())
 }
@@ -619,27 +634,8 @@ fn bench_allreduce(scale: usize) -> Result<()> {
     let mut mpi = mpirun(2, &binary);
     mpi.args(["mpi", "2", &scale.to_string()]);
     run(mpi)?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let ranks: Vec<_> = (0..2)
-        .map(|rank| {
-            Command::new(&binary)
-                .args(["tcp", "2", &scale.to_string()])
-                .env("RANK", rank.to_string())
-                .env("WORLD_SIZE", "2")
-                .env("MASTER_ADDR", "127.0.0.1")
-                .env("MASTER_PORT", port.to_string())
-                .spawn()
-        })
-        .collect::<std::io::Result<_>>()?;
-    for mut rank in ranks {
-        let status = rank.wait()?;
-        if !status.success() {
-            bail!("the tcp all-reduce benchmark failed ({status})");
-        }
-    }
-    Ok(())
+    let args = ["tcp".to_string(), "2".to_string(), scale.to_string()];
+    env_ranks(2, &binary, &args, |_| {}).context("the tcp all-reduce benchmark failed")
 }
 
 fn bench_ddp(steps: usize) -> Result<()> {

@@ -90,3 +90,13 @@ macro_rules! forward_communicator {
 }
 
 forward_communicator!(Box<C>, &mut C);
+
+/// One wait step of an engine's poll loop: yield the core while the wait is young (small
+/// collectives finish within microseconds, so their latency depends on it), then sleep briefly.
+pub(crate) fn pause(waited: Duration) {
+    if waited < Duration::from_millis(2) {
+        std::thread::yield_now();
+    } else {
+        std::thread::sleep(Duration::from_micros(100));
+    }
+}

@@ -23,7 +23,7 @@ use mpi::request::{Request, Scope};
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::{Communicator as _, CommunicatorCollectives, Destination, Root, Source};
 
-use crate::comm::{Communicator, ReduceOp};
+use crate::comm::{Communicator, ReduceOp, pause};
 use crate::error::{DistError, Result};
 use crate::local::check_timeout;
 
@@ -37,10 +37,6 @@ const MAX_REASON_BYTES: usize = 1024;
 
 /// How often (at most) the poll loops look at `/proc` for dead peers.
 const LIVENESS_EVERY: Duration = Duration::from_millis(20);
-
-/// Spin (yielding) this long before sleeping between polls: the latency of small collectives
-/// depends on it.
-const SPIN_FOR: Duration = Duration::from_millis(2);
 
 /// The operation a header announces; every rank must announce the same one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -440,14 +436,7 @@ impl Communicator for MpiComm {
     fn all_gather_bytes(&mut self, bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
         let headers = self.handshake(Op::AllGather, bytes.len(), 0)?;
         let counts: Vec<i32> = headers.iter().map(|h| h[2] as i32).collect();
-        let displs: Vec<i32> = counts
-            .iter()
-            .scan(0, |at, &c| {
-                let d = *at;
-                *at += c;
-                Some(d)
-            })
-            .collect();
+        let displs = offsets(&counts);
         let total = counts.iter().map(|&c| c as usize).sum();
         let mut all = vec![0u8; total];
         if self.world_size > 1 && total > 0 {
@@ -493,14 +482,7 @@ fn gather_peers(world: &SimpleCommunicator, me: &Peer) -> Result<Vec<Peer>> {
     let size = world.size() as usize;
     let mut lens = vec![0i32; size];
     world.all_gather_into(&(mine.len() as i32), &mut lens[..]);
-    let displs: Vec<i32> = lens
-        .iter()
-        .scan(0, |at, &c| {
-            let d = *at;
-            *at += c;
-            Some(d)
-        })
-        .collect();
+    let displs = offsets(&lens);
     let mut all = vec![0u8; lens.iter().map(|&l| l as usize).sum()];
     {
         let mut partition = PartitionMut::new(&mut all[..], &lens[..], &displs[..]);
@@ -537,11 +519,14 @@ fn process_gone(pid: u32) -> bool {
     }
 }
 
-/// Spins (yielding the core) at first, for latency; sleeps briefly once a wait gets long.
-fn pause(waited: Duration) {
-    if waited < SPIN_FOR {
-        std::thread::yield_now();
-    } else {
-        std::thread::sleep(Duration::from_micros(100));
-    }
+/// Where each rank's part starts in a gathered buffer: the running sum of the counts before it.
+fn offsets(counts: &[i32]) -> Vec<i32> {
+    counts
+        .iter()
+        .scan(0, |at, &c| {
+            let start = *at;
+            *at += c;
+            Some(start)
+        })
+        .collect()
 }

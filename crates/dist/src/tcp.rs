@@ -16,7 +16,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use crate::comm::{Communicator, ReduceOp};
+use crate::comm::{Communicator, ReduceOp, pause};
 use crate::error::{DistError, Result};
 use crate::local::check_timeout;
 
@@ -789,13 +789,4 @@ fn read_f32s(bytes: &[u8], out: &mut [f32]) -> Result<()> {
         *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
     }
     Ok(())
-}
-
-/// Yield while a wait is young (latency), then sleep briefly.
-fn pause(waited: Duration) {
-    if waited < Duration::from_millis(2) {
-        std::thread::yield_now();
-    } else {
-        std::thread::sleep(Duration::from_micros(200));
-    }
 }

@@ -388,17 +388,11 @@ fn train_process(
     };
     match train_here(comm.as_mut()) {
         Ok(Some(run)) => {
-            let last = run.history().last().context("no epoch ran")?;
-            println!(
-                "trained {} epochs on {} ranks ({}) in {:.0}s: validation accuracy {:.1}%, run in {}",
-                last.epoch,
-                comm.world_size(),
-                format!("{:?}", config.engine).to_lowercase(),
-                started.elapsed().as_secs_f64(),
-                last.val_acc * 100.0,
-                run.path().display()
-            );
-            Ok(())
+            let engine = format!("{:?}", config.engine).to_lowercase();
+            let world = comm.world_size();
+            report(&run, started, |epoch| {
+                format!("trained {epoch} epochs on {world} ranks ({engine})")
+            })
         }
         Ok(None) => Ok(()),
         Err(e) => {
@@ -407,6 +401,23 @@ fn train_process(
             Err(e)
         }
     }
+}
+
+/// Prints the last line of a run: `headline(last epoch)`, time, validation accuracy, where.
+fn report(
+    run: &RunDir,
+    start: std::time::Instant,
+    headline: impl Fn(usize) -> String,
+) -> Result<()> {
+    let last = run.history().last().context("no epoch ran")?;
+    println!(
+        "{} in {:.0}s: validation accuracy {:.1}%, run in {}",
+        headline(last.epoch),
+        start.elapsed().as_secs_f64(),
+        last.val_acc * 100.0,
+        run.path().display()
+    );
+    Ok(())
 }
 
 #[cfg(feature = "mpi")]
@@ -462,17 +473,12 @@ fn run_command() -> Result<()> {
             }
             let mut run = RunDir::open(&dir)?;
             let start = std::time::Instant::now();
-            let model = train::resume(&mut run, args.quiet, Some(interrupt_flag()))?;
+            let model =
+                train::resume_from(&mut run, checkpoint, args.quiet, Some(interrupt_flag()))?;
             train::save_model(&model, &run)?;
-            let last = run.history().last().context("no epoch ran")?;
-            println!(
-                "resumed and trained to epoch {} in {:.0}s: validation accuracy {:.1}%, run in {}",
-                last.epoch,
-                start.elapsed().as_secs_f64(),
-                last.val_acc * 100.0,
-                run.path().display()
-            );
-            Ok(())
+            report(&run, start, |epoch| {
+                format!("resumed and trained to epoch {epoch}")
+            })
         }
         Cmd::Train(args) => {
             let config = args.resolve()?;
@@ -513,15 +519,7 @@ fn run_command() -> Result<()> {
                 Some(interrupt_flag()),
             )?;
             train::save_model(&model, &run)?;
-            let last = run.history().last().context("no epoch ran")?;
-            println!(
-                "trained {} epochs in {:.0}s: validation accuracy {:.1}%, run in {}",
-                last.epoch,
-                start.elapsed().as_secs_f64(),
-                last.val_acc * 100.0,
-                run.path().display()
-            );
-            Ok(())
+            report(&run, start, |epoch| format!("trained {epoch} epochs"))
         }
         Cmd::Summary {
             model,

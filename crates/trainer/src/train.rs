@@ -46,6 +46,16 @@ pub fn train(config: &TrainConfig, run: &mut RunDir, quiet: bool) -> Result<Alex
 /// weights (tested bit for bit; mid-epoch, dropout's draws restart at the epoch's seed).
 pub fn resume(run: &mut RunDir, quiet: bool, interrupt: Option<&AtomicBool>) -> Result<AlexNet> {
     let checkpoint = Checkpoint::load(&checkpoint::last(run.path()))?;
+    resume_from(run, checkpoint, quiet, interrupt)
+}
+
+/// [`resume`] from its `last.ckpt`, already loaded.
+pub fn resume_from(
+    run: &mut RunDir,
+    checkpoint: Checkpoint,
+    quiet: bool,
+    interrupt: Option<&AtomicBool>,
+) -> Result<AlexNet> {
     let config = checkpoint.header.config.clone();
     run.truncate_history(checkpoint.header.epoch)?;
     train_from(&config, run, quiet, Some(checkpoint), None, interrupt)
