@@ -17,7 +17,8 @@
 //!   very f32 operations of the op-by-op path;
 //! * the contrast mean (mean of the floored grayscale of the image at that point) is computed
 //!   from the source pixels through the table built so far; the fused multiply-adds of the
-//!   grayscale are done exactly in f64 (see [`gray_floor`]);
+//!   grayscale use the FMA instruction in the AVX2 copy of the loop and an exact f64
+//!   emulation otherwise (see [`crate::simd`] and [`fma_f32`]);
 //! * crop, padding, flip and nearest rotation only move pixels, so the output loop reads each
 //!   source pixel once through the table and writes the f32 output.
 //!
@@ -29,6 +30,7 @@ use rand::Rng;
 use crate::buffer::Image;
 use crate::error::{AugmentError, Result};
 use crate::functional::{self as f, Interpolation, PaddingMode};
+use crate::simd::Fma;
 use crate::transforms::jitter;
 use crate::transforms::{
     Augment, ColorJitter, Context, Normalize, RandomCrop, RandomHorizontalFlip, RandomResizedCrop,
@@ -158,14 +160,44 @@ impl<'a> Cifar<'a> {
             // op by op.
             return slow_cifar(self, img, pad, fill, window, flip, order, factors);
         }
-        let levels = color_levels(img, &window, fill, order, factors)?;
+        crate::simd::dispatch(
+            #[inline(always)]
+            |fma| {
+                self.write(fma, img, window, fill, flip, order, factors)
+                    .map(|out| Image::from_vec_unchecked(out, 3, th, tw))
+            },
+        )
+    }
+
+    /// The fused loop: colour levels, then every output pixel read once through the table.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn write(
+        &self,
+        fma: Fma,
+        img: &Image<u8>,
+        window: Window,
+        fill: [u8; 3],
+        flip: bool,
+        order: [u8; 4],
+        factors: [Option<f64>; 4],
+    ) -> Result<Vec<f32>> {
+        let [_, h, w] = img.shape();
+        let Window {
+            y0,
+            x0,
+            height: th,
+            width: tw,
+        } = window;
+        let levels = color_levels(fma, img, &window, fill, order, factors)?;
         let mut luts = [[0.0f32; 256]; 3];
         output_tables(&levels, self.mean, self.std, &mut luts);
 
         let src = img.as_slice();
         let plane_in = h * w;
         let plane_out = th * tw;
-        let mut out = vec![0.0f32; 3 * plane_out];
+        // Written front to back without zeroing first.
+        let mut out = Vec::with_capacity(3 * plane_out);
         // Columns of the window that lie inside the image.
         let cx_lo = (-x0).clamp(0, tw as isize) as usize;
         let cx_hi = (w as isize - x0).clamp(0, tw as isize) as usize;
@@ -173,29 +205,25 @@ impl<'a> Cifar<'a> {
             let lut = &luts[c];
             let fill_v = lut[usize::from(fill[c])];
             let plane = &src[c * plane_in..(c + 1) * plane_in];
-            for (y, row_out) in out[c * plane_out..(c + 1) * plane_out]
-                .chunks_exact_mut(tw)
-                .enumerate()
-            {
+            for y in 0..th {
                 let sy = y0 + y as isize;
                 if sy < 0 || sy >= h as isize || cx_lo >= cx_hi {
-                    row_out.fill(fill_v);
+                    out.extend(std::iter::repeat_n(fill_v, tw));
                     continue;
                 }
                 let sy = sy as usize;
                 let sx_lo = (x0 + cx_lo as isize) as usize;
                 let row_in = &plane[sy * w + sx_lo..sy * w + sx_lo + (cx_hi - cx_lo)];
-                row_out[..cx_lo].fill(fill_v);
-                row_out[cx_hi..].fill(fill_v);
-                for (o, &v) in row_out[cx_lo..cx_hi].iter_mut().zip(row_in) {
-                    *o = lut[usize::from(v)];
-                }
+                let start = out.len();
+                out.extend(std::iter::repeat_n(fill_v, cx_lo));
+                out.extend(row_in.iter().map(|&v| lut[usize::from(v)]));
+                out.extend(std::iter::repeat_n(fill_v, tw - cx_hi));
                 if flip {
-                    row_out.reverse();
+                    out[start..].reverse();
                 }
             }
         }
-        Ok(Image::from_vec_unchecked(out, 3, th, tw))
+        Ok(out)
     }
 }
 
@@ -308,7 +336,7 @@ impl<'a> Imagenet<'a> {
             width: ow,
         };
         // No padding in the window, so the fill argument is unused.
-        let levels = color_levels(&resized, &window, [0; 3], order, factors)?;
+        let levels = color_levels(Fma::EMULATED, &resized, &window, [0; 3], order, factors)?;
         let mut luts = [[0.0f32; 256]; 3];
         output_tables(&levels, self.mean, self.std, &mut luts);
         // The rotation's fill is not colour-adjusted: it is rounded to u8, then normalised.
@@ -345,7 +373,9 @@ struct Window {
 
 /// The colour ops (in `order`) as a map of the 256 u8 levels, u8 rounding (truncation)
 /// after each op as in the op-by-op path. The contrast mean is taken over `win`.
+#[inline(always)]
 fn color_levels(
+    fma: Fma,
     img: &Image<u8>,
     win: &Window,
     fill: [u8; 3],
@@ -367,13 +397,13 @@ fn color_levels(
             }
             1 => {
                 crate::error::check_range("contrast_factor", x, 0.0, f64::MAX)?;
-                let sum = gray_sum(img, win, fill, &levels);
+                let sum = gray_sum(fma, img, win, fill, &levels);
                 let n = (win.height * win.width) as f32;
                 let m = sum as f64 as f32 / n;
                 let r = x as f32;
                 let alpha = (1.0 - x) as f32;
                 for l in &mut levels {
-                    let y = fma_f32(m, alpha, f32::from(*l) * r);
+                    let y = fma.mul_add(m, alpha, f32::from(*l) * r);
                     *l = clamp_trunc_u8(y);
                 }
             }
@@ -392,6 +422,7 @@ fn color_levels(
 /// `y.clamp(0.0, 255.0) as u8` (truncation; NaN gives 0), without a float-to-int conversion
 /// so that the 256-level loops vectorise: `c + 2^23` rounds `c` to an integer held in the low
 /// mantissa bits, minus one where that rounding went up.
+#[inline(always)]
 fn clamp_trunc_u8(y: f32) -> u8 {
     const MAGIC: f32 = 8_388_608.0; // 2^23
     let c = y.clamp(0.0, 255.0);
@@ -401,6 +432,7 @@ fn clamp_trunc_u8(y: f32) -> u8 {
 }
 
 /// `ToTensor` then `Normalize` of a u8 level: `(level * (1/255) - mean) / std`.
+#[inline(always)]
 fn norm_value(level: u8, mean: f32, std: f32) -> f32 {
     const SCALE: f32 = 1.0 / 255.0;
     (f32::from(level) * SCALE - mean) / std
@@ -409,6 +441,7 @@ fn norm_value(level: u8, mean: f32, std: f32) -> f32 {
 /// Fills `lut[c][v]` with `norm_value(levels[v], mean[c], std[c])`: the colour levels, then
 /// `ToTensor` and `Normalize`. The normalised values of the 256 levels are cached per thread
 /// for the last `(mean, std)` seen.
+#[inline(always)]
 fn output_tables(levels: &[u8; 256], mean: [f32; 3], std: [f32; 3], lut: &mut [[f32; 256]; 3]) {
     type Cache = Option<([u32; 6], Box<[[f32; 256]; 3]>)>;
     thread_local! {
@@ -435,7 +468,8 @@ fn output_tables(levels: &[u8; 256], mean: [f32; 3], std: [f32; 3], lut: &mut [[
 
 /// Sum of the floored grayscale over the window, source levels mapped through `levels`,
 /// padding pixels having the (mapped) fill values.
-fn gray_sum(img: &Image<u8>, win: &Window, fill: [u8; 3], levels: &[u8; 256]) -> u64 {
+#[inline(always)]
+fn gray_sum(fma: Fma, img: &Image<u8>, win: &Window, fill: [u8; 3], levels: &[u8; 256]) -> u64 {
     let [_, h, w] = img.shape();
     let ys = win.y0.clamp(0, h as isize) as usize
         ..(win.y0 + win.height as isize).clamp(0, h as isize) as usize;
@@ -465,7 +499,7 @@ fn gray_sum(img: &Image<u8>, win: &Window, fill: [u8; 3], levels: &[u8; 256]) ->
                 }
                 (&mapped[0][..], &mapped[1][..], &mapped[2][..])
             };
-            sum += u64::from(gray_floor_sum(rr, gg, bb));
+            sum += u64::from(gray_floor_sum(fma, rr, gg, bb));
         }
     }
     let padding = (win.height * win.width - inside) as u64;
@@ -477,16 +511,15 @@ fn gray_sum(img: &Image<u8>, win: &Window, fill: [u8; 3], levels: &[u8; 256]) ->
 }
 
 /// The sum of [`gray_floor`] over three planes (at most 2^24 pixels).
-fn gray_floor_sum(r: &[u8], g: &[u8], b: &[u8]) -> u32 {
+#[inline(always)]
+fn gray_floor_sum(fma: Fma, r: &[u8], g: &[u8], b: &[u8]) -> u32 {
     // floor(l) for 0 <= l < 256 without a float-to-int conversion (so that the loop
     // vectorises): l + 2^23 rounds l to an integer whose value sits in the low mantissa bits;
     // subtract one where that rounding went up.
     const MAGIC: f32 = 8_388_608.0; // 2^23
     let mut acc = 0u32;
     for ((&r, &g), &b) in r.iter().zip(g).zip(b) {
-        let p = f32::from(r) * 0.2989;
-        let q = (f64::from(g) * f64::from(0.587f32) + f64::from(p)) as f32;
-        let l = (f64::from(b) * f64::from(0.114f32) + f64::from(q)) as f32;
+        let l = gray(fma, r, g, b);
         let u = l + MAGIC;
         let rounded = u.to_bits() - MAGIC.to_bits();
         acc += rounded - u32::from(u - MAGIC > l);
@@ -495,22 +528,32 @@ fn gray_floor_sum(r: &[u8], g: &[u8], b: &[u8]) -> u32 {
 }
 
 /// `floor(fma(b, 0.114, fma(g, 0.587, r * 0.2989)))` in f32, as `adjust_contrast` computes the
-/// grayscale of a u8 pixel, without calling `mul_add` (a library call on baseline x86-64).
-///
-/// With integer `g, b <= 255`, the products `g * 0.587f32` and `b * 0.114f32` and the sums
-/// with the f32 partial results need at most 36 significant bits, so f64 holds them exactly
-/// and the final `as f32` is the single rounding of the fused multiply-add.
+/// grayscale of a u8 pixel.
 pub(crate) fn gray_floor(r: u8, g: u8, b: u8) -> u32 {
+    gray(Fma::EMULATED, r, g, b) as u32
+}
+
+/// `fma(b, 0.114, fma(g, 0.587, r * 0.2989))` in f32. Without the FMA instruction: with
+/// integer `g, b <= 255`, the products `g * 0.587f32` and `b * 0.114f32` and the sums with the
+/// f32 partial results need at most 36 significant bits, so f64 holds them exactly and the
+/// final `as f32` is the single rounding of the fused multiply-add.
+#[inline(always)]
+fn gray(fma: Fma, r: u8, g: u8, b: u8) -> f32 {
     let p = f32::from(r) * 0.2989;
-    let q = (f64::from(g) * f64::from(0.587f32) + f64::from(p)) as f32;
-    let l = (f64::from(b) * f64::from(0.114f32) + f64::from(q)) as f32;
-    l as u32
+    if fma.native() {
+        let q = f32::from(g).mul_add(0.587, p);
+        f32::from(b).mul_add(0.114, q)
+    } else {
+        let q = (f64::from(g) * f64::from(0.587f32) + f64::from(p)) as f32;
+        (f64::from(b) * f64::from(0.114f32) + f64::from(q)) as f32
+    }
 }
 
 /// `a.mul_add(b, c)` (one rounding), exactly, with f64 operations: the product of two f32 is
 /// exact in f64, the sum is computed exactly as `hi + lo` (TwoSum), `hi` is rounded to odd
 /// when `lo != 0`, and rounding that to f32 is then the correctly rounded result
 /// (53 >= 24 + 2 bits).
+#[inline(always)]
 pub(crate) fn fma_f32(a: f32, b: f32, c: f32) -> f32 {
     let p = f64::from(a) * f64::from(b);
     let c = f64::from(c);
@@ -569,6 +612,40 @@ mod tests {
         }
     }
 
+    /// The AVX2 copy (native FMA) and the baseline copy (f64 emulation) give the same levels.
+    #[test]
+    fn both_cpu_copies_give_the_same_colour_levels() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        for _ in 0..300 {
+            let data: Vec<u8> = (0..3 * 20 * 24).map(|_| rng.random()).collect();
+            let img = Image::from_vec_unchecked(data, 3, 20, 24);
+            let win = Window {
+                y0: rng.random_range(-4i32..4) as isize,
+                x0: rng.random_range(-4i32..4) as isize,
+                height: 20,
+                width: 24,
+            };
+            let fill = [rng.random(), rng.random(), rng.random()];
+            let order = if rng.random() {
+                [0, 1, 2, 3]
+            } else {
+                [1, 0, 3, 2]
+            };
+            let factors = [
+                Some(rng.random_range(0.0..2.0)),
+                Some(rng.random_range(0.0..2.0)),
+                None,
+                None,
+            ];
+            let base = color_levels(Fma::EMULATED, &img, &win, fill, order, factors).unwrap();
+            let fast = crate::simd::dispatch(
+                #[inline(always)]
+                |fma| color_levels(fma, &img, &win, fill, order, factors).unwrap(),
+            );
+            assert_eq!(base, fast);
+        }
+    }
+
     #[test]
     fn clamp_trunc_matches_cast() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(2);
@@ -603,7 +680,11 @@ mod tests {
         for b0 in (0..=255u8).step_by(5).chain([254, 255]) {
             let b = vec![b0; r.len()];
             for i in 0..r.len() {
-                let one = gray_floor_sum(&r[i..=i], &g[i..=i], &b[i..=i]);
+                let one = gray_floor_sum(Fma::EMULATED, &r[i..=i], &g[i..=i], &b[i..=i]);
+                let fast = crate::simd::dispatch(|fma| {
+                    gray_floor_sum(fma, &r[i..=i], &g[i..=i], &b[i..=i])
+                });
+                assert_eq!(one, fast);
                 assert_eq!(one, gray_floor(r[i], g[i], b0), "{} {} {b0}", r[i], g[i]);
             }
         }

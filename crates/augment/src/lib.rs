@@ -77,6 +77,7 @@ mod fast;
 pub mod functional;
 pub mod pipelines;
 mod seed;
+mod simd;
 mod tensor;
 pub mod transforms;
 

@@ -1,0 +1,95 @@
+//! Runtime CPU dispatch for the hot pixel loops.
+//!
+//! The crate is built for baseline x86-64 (SSE2), where the compiler vectorises f32 loops 4
+//! wide and cannot use FMA, `roundps` or gathers. [`dispatch`] runs a closure compiled for
+//! AVX2 + FMA (x86-64-v3, every x86 server CPU since 2013) when the CPU has them, and as it
+//! is otherwise. The closure and what it calls with `#[inline(always)]` are inlined into the
+//! AVX2 copy, so the same plain loops vectorise 8 wide there. Rust never contracts `a * b + c`
+//! into an FMA on its own, so both copies compute the same bits.
+
+/// How the running copy computes a fused multiply-add: with the FMA instruction in the
+/// AVX2 copy, emulated exactly with f64 operations in the baseline one (where `mul_add` is
+/// a slow library call). Both give the correctly rounded `a * b + c`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fma(bool);
+
+impl Fma {
+    /// The baseline copy's emulation, for code outside [`dispatch`].
+    pub(crate) const EMULATED: Fma = Fma(false);
+
+    /// Whether this is the AVX2 copy, with the FMA instruction.
+    #[inline(always)]
+    pub(crate) fn native(self) -> bool {
+        self.0
+    }
+
+    #[inline(always)]
+    pub(crate) fn mul_add(self, a: f32, b: f32, c: f32) -> f32 {
+        if self.0 {
+            a.mul_add(b, c)
+        } else {
+            crate::fast::fma_f32(a, b, c)
+        }
+    }
+}
+
+/// Runs `f`, compiled for AVX2 + FMA when this CPU has both. Mark the closure
+/// `#[inline(always)]`: otherwise it stays a baseline function called from the AVX2 copy.
+#[inline(always)]
+pub(crate) fn dispatch<R>(f: impl FnOnce(Fma) -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if has_v3() {
+        // SAFETY: `v3` only requires the CPU features checked by `has_v3`.
+        #[allow(unsafe_code)]
+        return unsafe { v3(f) };
+    }
+    f(Fma(false))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,lzcnt,popcnt,sse3,ssse3,sse4.1,sse4.2")]
+fn v3<R>(f: impl FnOnce(Fma) -> R) -> R {
+    f(Fma(true))
+}
+
+/// Whether this CPU has the x86-64-v3 features `v3` is compiled for (cached by std).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn has_v3() -> bool {
+    use std::arch::is_x86_feature_detected as has;
+    has!("avx2")
+        && has!("fma")
+        && has!("bmi1")
+        && has!("bmi2")
+        && has!("lzcnt")
+        && has!("popcnt")
+        && has!("sse4.2")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dispatch_returns_the_closure_result() {
+        let v: Vec<f32> = (0..1000).map(|i| i as f32 * 0.5).collect();
+        let plain: f32 = v.iter().map(|x| x * 1.5 + 1.0).sum();
+        let fast = super::dispatch(|_| v.iter().map(|x| x * 1.5 + 1.0).sum::<f32>());
+        assert_eq!(plain.to_bits(), fast.to_bits());
+    }
+
+    #[test]
+    fn both_fma_copies_round_once() {
+        let cases = [
+            (3.0f32, 1.0 / 3.0, -1.0f32),
+            (1e8, 1.000_000_1, -1e8),
+            (0.1, 0.2, 0.3),
+        ];
+        for (a, b, c) in cases {
+            let expected = a.mul_add(b, c).to_bits();
+            assert_eq!(
+                super::dispatch(|fma| fma.mul_add(a, b, c)).to_bits(),
+                expected
+            );
+            assert_eq!(super::Fma::EMULATED.mul_add(a, b, c).to_bits(), expected);
+        }
+    }
+}
