@@ -6,14 +6,18 @@
 //! same transforms without the fused path (nested in an inner `Compose`), for comparison.
 //! Each iteration uses the next sample index, so the random parameters vary as in training.
 //! `p1_tensor_flex/batchN` runs P1 on a `[N, 3, 32, 32]` tensor on flex with per-sample
-//! parameters (`batched::augment_batch`), reading the result back to the host to finish it.
+//! parameters (`batched::augment_batch`: on flex, the CPU kernels in host memory over rayon),
+//! reading the result back to the host to finish it; `tensor_ops_batchN` forces burn tensor
+//! operations (`Kernels::TensorOps`, what runs on a GPU).
 
 use std::hint::black_box;
 use std::path::PathBuf;
 
 use criterion::measurement::WallTime;
-use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
-use kindling_augment::batched::{DeviceBatch, augment_batch};
+use criterion::{
+    BatchSize, BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main,
+};
+use kindling_augment::batched::{DeviceBatch, Kernels, augment_batch_with};
 use kindling_augment::{Augment, Compose, Image, Transform, apply_batch, pipelines};
 
 fn images(suffix: &str) -> Vec<Image<u8>> {
@@ -73,7 +77,13 @@ fn batch(g: &mut BenchmarkGroup<'_, WallTime>, p: &Compose, imgs: &[Image<u8>], 
     });
 }
 
-fn tensor_batch(g: &mut BenchmarkGroup<'_, WallTime>, p: &Compose, imgs: &[Image<u8>], n: usize) {
+fn tensor_batch(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    p: &Compose,
+    imgs: &[Image<u8>],
+    n: usize,
+    kernels: Kernels,
+) {
     let device = burn::tensor::Device::flex();
     let images: Vec<Image<u8>> = imgs.iter().cycle().take(n).cloned().collect();
     let input = DeviceBatch::from_u8(&images, &device).expect("batch");
@@ -81,13 +91,28 @@ fn tensor_batch(g: &mut BenchmarkGroup<'_, WallTime>, p: &Compose, imgs: &[Image
     let indices: Vec<u64> = (0..n as u64).collect();
     g.throughput(Throughput::Elements(n as u64));
     let mut epoch = 0u64;
-    g.bench_function(format!("batch{n}"), |b| {
-        b.iter(|| {
-            epoch += 1;
-            let out =
-                augment_batch(&pipeline, input.clone(), 7, epoch, &indices).expect("pipeline runs");
-            black_box(out.pixels.into_data())
-        })
+    let name = match kernels {
+        Kernels::TensorOps => format!("tensor_ops_batch{n}"),
+        _ => format!("batch{n}"),
+    };
+    // Each iteration gets its own tensor, as from a loader (a clone would share the buffer
+    // and force flex to copy it on the way to the host kernels); making it is not timed.
+    let data = input.pixels.to_data();
+    let fresh = || DeviceBatch {
+        pixels: burn::tensor::Tensor::from_data(data.clone(), &device),
+        dtype: input.dtype,
+    };
+    g.bench_function(name, |b| {
+        b.iter_batched(
+            fresh,
+            |batch| {
+                epoch += 1;
+                let (out, _) = augment_batch_with(kernels, &pipeline, batch, 7, epoch, &indices)
+                    .expect("pipeline runs");
+                black_box(out.pixels.into_data())
+            },
+            BatchSize::LargeInput,
+        )
     });
 }
 
@@ -101,8 +126,10 @@ fn bench(c: &mut Criterion) {
     g.finish();
 
     let mut g = c.benchmark_group("p1_tensor_flex");
-    tensor_batch(&mut g, &p1, &small, 256);
-    tensor_batch(&mut g, &p1, &small, 1024);
+    for n in [256, 1024] {
+        tensor_batch(&mut g, &p1, &small, n, Kernels::Auto);
+        tensor_batch(&mut g, &p1, &small, n, Kernels::TensorOps);
+    }
     g.finish();
 
     let big = images("500x375");

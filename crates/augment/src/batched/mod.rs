@@ -30,4 +30,7 @@ mod pipeline;
 pub use batcher::{AugmentBatcher, AugmentOn, AugmentedBatch, ImageSource, LabeledImage};
 pub use mix::{BatchMix, MixDraw, soft_cross_entropy};
 pub use ops::Dtype;
-pub use pipeline::{DeviceBatch, augment_batch, augment_batch_recorded, replay_batch};
+pub use pipeline::{
+    DeviceBatch, Kernels, augment_batch, augment_batch_recorded, augment_batch_with, replay_batch,
+    replay_batch_with,
+};

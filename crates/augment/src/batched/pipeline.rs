@@ -10,7 +10,7 @@ use crate::functional::CropBox;
 use crate::seed::sample_rng;
 use crate::transforms::{
     Applied, ColorJitter, ErasePlan, EraseValue, MAX_SIDE, RandomCrop, RandomErasing,
-    RandomHorizontalFlip, SampleSource, Transform, normal_noise,
+    RandomHorizontalFlip, Sample, SampleSource, Transform, normal_noise,
 };
 
 /// A batch on a device: pixels `[N, C, H, W]` and what their values mean.
@@ -78,6 +78,21 @@ fn stack<T: crate::Pixel>(
     ))
 }
 
+/// Which code augments a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kernels {
+    /// [`Host`](Kernels::Host) when the batch is on burn's CPU backend (flex), where the
+    /// tensor's memory is host memory; [`TensorOps`](Kernels::TensorOps) on every other device.
+    #[default]
+    Auto,
+    /// burn tensor operations on the batch's device, whatever it is (kornia's approach).
+    TensorOps,
+    /// The CPU transforms (with their fused paths) on each sample in host memory, over rayon,
+    /// then one tensor on the batch's device. On a GPU this copies the batch to the host and
+    /// back; `Auto` never picks it there.
+    Host,
+}
+
 /// Augments every sample of `batch` on its device: sample `i` gets the parameters that
 /// [`Augment::apply_seeded`](crate::Augment::apply_seeded)`(_, seed, epoch, indices[i])` would
 /// draw on the CPU, so both paths give the same sample up to the conformance tolerances.
@@ -100,6 +115,18 @@ pub fn augment_batch_recorded(
     epoch: u64,
     indices: &[u64],
 ) -> Result<(DeviceBatch, Vec<Vec<Applied>>)> {
+    augment_batch_with(Kernels::Auto, pipeline, batch, seed, epoch, indices)
+}
+
+/// [`augment_batch_recorded`] with a choice of [`Kernels`].
+pub fn augment_batch_with(
+    kernels: Kernels,
+    pipeline: &Transform,
+    batch: DeviceBatch,
+    seed: u64,
+    epoch: u64,
+    indices: &[u64],
+) -> Result<(DeviceBatch, Vec<Vec<Applied>>)> {
     let sources = indices
         .iter()
         .map(|&i| SampleSource::Draw {
@@ -107,11 +134,21 @@ pub fn augment_batch_recorded(
             record: Vec::new(),
         })
         .collect();
-    execute(pipeline, batch, sources)
+    execute(kernels, pipeline, batch, sources)
 }
 
 /// Re-applies recorded parameters (one list per sample, from the CPU or the tensor path).
 pub fn replay_batch(
+    pipeline: &Transform,
+    batch: DeviceBatch,
+    params: &[Vec<Applied>],
+) -> Result<DeviceBatch> {
+    replay_batch_with(Kernels::Auto, pipeline, batch, params)
+}
+
+/// [`replay_batch`] with a choice of [`Kernels`].
+pub fn replay_batch_with(
+    kernels: Kernels,
     pipeline: &Transform,
     batch: DeviceBatch,
     params: &[Vec<Applied>],
@@ -123,10 +160,24 @@ pub fn replay_batch(
             next: 0,
         })
         .collect();
-    Ok(execute(pipeline, batch, sources)?.0)
+    Ok(execute(kernels, pipeline, batch, sources)?.0)
+}
+
+/// Whether `device` is burn's CPU backend, whose tensors live in host memory.
+fn on_host(device: &Device) -> bool {
+    #[cfg(feature = "flex")]
+    {
+        *device == Device::flex()
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = device;
+        false
+    }
 }
 
 fn execute(
+    kernels: Kernels,
     pipeline: &Transform,
     batch: DeviceBatch,
     mut sources: Vec<SampleSource>,
@@ -146,13 +197,146 @@ fn execute(
             sources.len(),
         ));
     }
+    let host = match kernels {
+        Kernels::Auto => on_host(&batch.pixels.device()),
+        Kernels::TensorOps => false,
+        Kernels::Host => true,
+    };
+    let batch = if host {
+        let DeviceBatch { pixels, dtype } = batch;
+        let device = pixels.device();
+        match host_batch(pixels.into_data(), dtype) {
+            Ok(input) => {
+                let out = run_on_host(pipeline, input, dims, &device, &mut sources)?;
+                return finish(out, sources);
+            }
+            Err(data) => DeviceBatch {
+                pixels: Tensor::from_data(data, &device),
+                dtype,
+            },
+        }
+    } else {
+        batch
+    };
     let rows: Vec<usize> = (0..dims[0]).collect();
     let out = run(pipeline, batch, &rows, &mut sources)?;
+    finish(out, sources)
+}
+
+/// The output with each sample's parameters.
+fn finish(
+    out: DeviceBatch,
+    sources: Vec<SampleSource>,
+) -> Result<(DeviceBatch, Vec<Vec<Applied>>)> {
     let params = sources
         .into_iter()
         .map(SampleSource::finish)
         .collect::<Result<_>>()?;
     Ok((out, params))
+}
+
+/// A batch's values in host memory, as the CPU transforms take them.
+enum HostBatch {
+    U8(Vec<u8>),
+    F32(TensorData),
+}
+
+/// The batch in host memory (on flex, a uniquely held tensor hands over its buffer without a
+/// copy), or the data back if a u8 batch holds values that are not whole numbers in
+/// `0..=255` (the tensor ops then give them their float semantics).
+fn host_batch(data: TensorData, dtype: Dtype) -> std::result::Result<HostBatch, TensorData> {
+    let Ok(values) = data.as_slice::<f32>() else {
+        return Err(data);
+    };
+    match dtype {
+        Dtype::U8 => {
+            let bytes = crate::simd::dispatch(
+                #[inline(always)]
+                |_| {
+                    let bytes: Vec<u8> = values.iter().map(|&v| v as u8).collect();
+                    // Saturating casts: any value the u8 does not give back exactly (fractions,
+                    // out of range, NaN) fails the round trip.
+                    let exact = bytes
+                        .iter()
+                        .zip(values)
+                        .fold(true, |ok, (&b, &v)| ok & (f32::from(b) == v));
+                    exact.then_some(bytes)
+                },
+            );
+            bytes.map(HostBatch::U8).ok_or(data)
+        }
+        Dtype::F32 => Ok(HostBatch::F32(data)),
+    }
+}
+
+/// [`Kernels::Host`]: the CPU pipeline on every sample (rayon), written into one buffer that
+/// becomes the output tensor.
+fn run_on_host(
+    pipeline: &Transform,
+    input: HostBatch,
+    [n, c, h, w]: [usize; 4],
+    device: &Device,
+    sources: &mut [SampleSource],
+) -> Result<DeviceBatch> {
+    use crate::Augment;
+    use rayon::prelude::*;
+    let plane = c * h * w;
+    let sample = |i: usize| match &input {
+        HostBatch::U8(b) => Sample::U8(Image::from_vec_unchecked(
+            b[i * plane..(i + 1) * plane].to_vec(),
+            c,
+            h,
+            w,
+        )),
+        HostBatch::F32(d) => Sample::F32(Image::from_vec_unchecked(
+            d.as_slice::<f32>().expect("checked f32")[i * plane..(i + 1) * plane].to_vec(),
+            c,
+            h,
+            w,
+        )),
+    };
+    // Sample 0 fixes the output shape and dtype; the others are written in place.
+    let first = sources[0].with(|ctx| pipeline.run(sample(0), ctx))?;
+    let (shape, dtype) = (first.shape(), first.dtype());
+    let out_plane = shape.iter().product::<usize>();
+    let mut data = vec![0.0f32; n * out_plane];
+    let write = |i: usize, out: Sample, dst: &mut [f32]| -> Result<()> {
+        if out.shape() != shape || out.dtype() != dtype {
+            return Err(AugmentError::unsupported(
+                "augment_batch",
+                &out.shape(),
+                format!(
+                    "sample {i} came out as {} {:?}, sample 0 as {dtype} {shape:?}: a batch \
+                     holds one shape and dtype",
+                    out.dtype(),
+                    out.shape(),
+                ),
+            ));
+        }
+        match out {
+            Sample::U8(img) => {
+                for (d, &v) in dst.iter_mut().zip(img.as_slice()) {
+                    *d = f32::from(v);
+                }
+            }
+            Sample::F32(img) => dst.copy_from_slice(img.as_slice()),
+        }
+        Ok(())
+    };
+    let (head, rest) = data.split_at_mut(out_plane);
+    write(0, first, head)?;
+    rest.par_chunks_mut(out_plane)
+        .zip(sources[1..].par_iter_mut())
+        .enumerate()
+        .try_for_each(|(k, (dst, source))| {
+            let out = source.with(|ctx| pipeline.run(sample(k + 1), ctx))?;
+            write(k + 1, out, dst)
+        })?;
+    let [c, h, w] = shape;
+    Ok(DeviceBatch {
+        pixels: Tensor::from_data(TensorData::new(data, [n, c, h, w]), device),
+        dtype: if dtype == "u8" { Dtype::U8 } else { Dtype::F32 },
+    })
 }
 
 /// Draws one parameter per batch row with `draw`, from the row's own source.

@@ -4,8 +4,9 @@
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use kindling_augment::batched::{
-    AugmentBatcher, AugmentOn, BatchMix, DeviceBatch, Dtype, ImageSource, LabeledImage, MixDraw,
-    augment_batch, augment_batch_recorded, mix, ops, replay_batch, soft_cross_entropy,
+    AugmentBatcher, AugmentOn, BatchMix, DeviceBatch, Dtype, ImageSource, Kernels, LabeledImage,
+    MixDraw, augment_batch, augment_batch_recorded, augment_batch_with, mix, ops, replay_batch,
+    replay_batch_with, soft_cross_entropy,
 };
 use kindling_augment::transforms::{
     CenterCrop, ColorJitter, Normalize, RandomApply, RandomChoice, RandomCrop, RandomErasing,
@@ -44,9 +45,14 @@ fn diff(a: &[f32], b: &[f32], atol: f32) -> (f32, f64) {
     (max, over as f64 / a.len() as f64)
 }
 
-/// Runs `pipeline` on both paths with the same seeds; returns the two outputs and checks that
-/// both paths drew the same parameters.
-fn both_paths(pipeline: &Transform, imgs: &[Image<u8>], device: &Device) -> (Vec<f32>, Vec<f32>) {
+/// Runs `pipeline` on both paths with the same seeds (the batch with `kernels`); returns the two
+/// outputs and checks that both paths drew the same parameters.
+fn both_paths(
+    pipeline: &Transform,
+    imgs: &[Image<u8>],
+    device: &Device,
+    kernels: Kernels,
+) -> (Vec<f32>, Vec<f32>) {
     let indices: Vec<u64> = (0..imgs.len() as u64).map(|i| i * 3 + 1).collect();
     let mut cpu = Vec::new();
     let mut cpu_params = Vec::new();
@@ -57,7 +63,8 @@ fn both_paths(pipeline: &Transform, imgs: &[Image<u8>], device: &Device) -> (Vec
         cpu_params.push(params);
     }
     let batch = DeviceBatch::from_u8(imgs, device).expect("batch");
-    let (out, params) = augment_batch_recorded(pipeline, batch, 7, 2, &indices).expect("tensor");
+    let (out, params) =
+        augment_batch_with(kernels, pipeline, batch, 7, 2, &indices).expect("tensor");
     assert_eq!(
         params, cpu_params,
         "the two paths drew different parameters"
@@ -66,9 +73,11 @@ fn both_paths(pipeline: &Transform, imgs: &[Image<u8>], device: &Device) -> (Vec
     (cpu, values(out.pixels))
 }
 
+/// Holds the tensor operations to the CPU path.
 fn cpu_matches_tensor_on(device: &Device) {
+    let ops = Kernels::TensorOps;
     // P1 within its conformance tolerance: one u8 level (1/255/0.5) on at most 1 %.
-    let (cpu, gpu) = both_paths(&pipelines::cifar().into(), &images(16, 32, 32), device);
+    let (cpu, gpu) = both_paths(&pipelines::cifar().into(), &images(16, 32, 32), device, ops);
     let (max, frac) = diff(&cpu, &gpu, 1e-5);
     assert!(
         max <= 0.0079 && frac <= 0.01,
@@ -77,7 +86,12 @@ fn cpu_matches_tensor_on(device: &Device) {
 
     // P2 on photo-sized inputs: differences on at most 3 % (nearest rotation flips, u8 resize
     // rounding), as the conformance tolerance.
-    let (cpu, gpu) = both_paths(&pipelines::imagenet().into(), &images(3, 120, 160), device);
+    let (cpu, gpu) = both_paths(
+        &pipelines::imagenet().into(),
+        &images(3, 120, 160),
+        device,
+        ops,
+    );
     let (_, frac) = diff(&cpu, &gpu, 0.02);
     assert!(frac <= 0.03, "P2: mismatch {frac}");
 
@@ -110,13 +124,13 @@ fn cpu_matches_tensor_on(device: &Device) {
         Normalize::new([0.5; 3], [0.25; 3]).into(),
     ])
     .into();
-    let (cpu, gpu) = both_paths(&everything, &images(12, 40, 36), device);
+    let (cpu, gpu) = both_paths(&everything, &images(12, 40, 36), device, ops);
     let (_, frac) = diff(&cpu, &gpu, 0.02);
     assert!(frac <= 0.03, "all transforms: mismatch {frac}");
 
     // RandomResizedCrop alone on f32 is close everywhere (no u8 rounding, no rotation).
     let rrc: Transform = Compose::new([ToTensor.into(), RandomResizedCrop::new(24).into()]).into();
-    let (cpu, gpu) = both_paths(&rrc, &images(6, 50, 40), device);
+    let (cpu, gpu) = both_paths(&rrc, &images(6, 50, 40), device, ops);
     let (max, _) = diff(&cpu, &gpu, 0.0);
     assert!(max <= 1e-4, "RandomResizedCrop f32: max {max}");
 }
@@ -133,6 +147,63 @@ fn cpu_and_tensor_paths_agree_wgpu() {
     cpu_matches_tensor_on(&Device::wgpu(burn::tensor::DeviceKind::Cpu));
 }
 
+/// On flex, `augment_batch` runs the CPU transforms in host memory: the batch equals the CPU
+/// path bit for bit, for every pipeline, with the same parameters drawn and replayable.
+#[test]
+fn host_kernels_on_flex_equal_the_cpu_path() {
+    let device = Device::flex();
+    let mixed: Transform = Compose::new([
+        RandomChoice::new([
+            RandomCrop::new(28).padding(2).into(),
+            CenterCrop::new(28).into(),
+        ])
+        .into(),
+        ColorJitter::new().saturation(0.4).hue(0.1).into(),
+        ToTensor.into(),
+        RandomErasing::new().p(0.7).into(),
+    ])
+    .into();
+    let cases: [(Transform, Vec<Image<u8>>); 3] = [
+        (pipelines::cifar().into(), images(16, 32, 32)),
+        (pipelines::imagenet().into(), images(3, 120, 160)),
+        (mixed, images(9, 40, 36)),
+    ];
+    for (pipeline, imgs) in cases {
+        for kernels in [Kernels::Auto, Kernels::Host] {
+            let (cpu, batch) = both_paths(&pipeline, &imgs, &device, kernels);
+            assert_eq!(cpu, batch, "{kernels:?}");
+        }
+    }
+    // u8 stages stay u8 values; f32 batches go through as f32.
+    let crop: Transform = RandomCrop::new(24).into();
+    let batch = DeviceBatch::from_u8(&images(4, 32, 32), &device).expect("batch");
+    let out = augment_batch(&crop, batch, 1, 0, &[0, 1, 2, 3]).expect("crop");
+    assert_eq!((out.dims(), out.dtype), ([4, 3, 24, 24], Dtype::U8));
+    let f: Vec<Image<f32>> = images(2, 8, 8)
+        .iter()
+        .map(kindling_augment::functional::to_f32)
+        .collect();
+    let batch = DeviceBatch::from_f32(&f, &device).expect("batch");
+    let norm: Transform = Normalize::new([0.5; 3], [0.5; 3]).into();
+    let out = augment_batch(&norm, batch, 1, 0, &[0, 1]).expect("normalize");
+    let expected = kindling_augment::functional::normalize(&f[1], &[0.5; 3], &[0.5; 3]).unwrap();
+    assert_eq!(values(out.pixels)[3 * 64..], expected.into_vec()[..]);
+    // A u8 batch holding fractions is not a u8 image: the tensor ops take it, as on a GPU.
+    let frac = DeviceBatch {
+        pixels: Tensor::full([2, 3, 8, 8], 10.5, &device),
+        dtype: Dtype::U8,
+    };
+    let flip: Transform = kindling_augment::transforms::RandomHorizontalFlip::new(1.0).into();
+    let out = augment_batch(&flip, frac, 0, 0, &[0, 1]).expect("flip");
+    assert!(values(out.pixels).iter().all(|&v| v == 10.5));
+    // Samples that come out in different shapes cannot form a batch: an error naming both.
+    let ragged: Transform =
+        RandomChoice::new([RandomCrop::new(20).into(), RandomCrop::new(24).into()]).into();
+    let batch = DeviceBatch::from_u8(&images(8, 32, 32), &device).expect("batch");
+    let e = augment_batch(&ragged, batch, 0, 0, &(0..8).collect::<Vec<_>>()).expect_err("ragged");
+    assert!(e.to_string().contains("one shape"), "{e}");
+}
+
 #[test]
 fn replay_reproduces_a_recorded_batch() {
     let device = Device::flex();
@@ -143,6 +214,10 @@ fn replay_reproduces_a_recorded_batch() {
         augment_batch_recorded(&p, batch.clone(), 1, 0, &[0, 1, 2, 3, 4]).expect("run");
     let again = replay_batch(&p, batch.clone(), &params).expect("replay");
     assert_eq!(values(out.pixels.clone()), values(again.pixels));
+    // The tensor ops replay the same parameters (to the conformance tolerance).
+    let ops = replay_batch_with(Kernels::TensorOps, &p, batch.clone(), &params).expect("replay");
+    let (max, _) = diff(&values(out.pixels.clone()), &values(ops.pixels), 0.0);
+    assert!(max <= 0.0079, "{max}");
     // Another epoch draws differently.
     let other = augment_batch(&p, batch.clone(), 1, 1, &[0, 1, 2, 3, 4]).expect("run");
     assert_ne!(values(out.pixels), values(other.pixels));
@@ -159,8 +234,11 @@ fn bad_batches_are_errors() {
         pixels: Tensor::zeros([2, 1, 32, 32], &device),
         dtype: Dtype::U8,
     };
-    let e = augment_batch(&p, gray, 0, 0, &[0, 1]).expect_err("gray into ColorJitter");
-    assert!(e.to_string().contains("3 (RGB) channels"), "{e}");
+    for kernels in [Kernels::Auto, Kernels::TensorOps] {
+        let e = augment_batch_with(kernels, &p, gray.clone(), 0, 0, &[0, 1])
+            .expect_err("gray into ColorJitter");
+        assert!(e.to_string().contains("3 (RGB) channels"), "{e}");
+    }
     let empty = DeviceBatch {
         pixels: Tensor::zeros([0, 3, 32, 32], &device),
         dtype: Dtype::U8,

@@ -1030,7 +1030,8 @@ mod tensor_path {
                 let mut parts = Vec::new();
                 for (t, ps) in inputs.iter().zip(params) {
                     let (x, _) = batch_of(t, 1, device)?;
-                    let y = b::replay_batch(&pipeline, x, &[ps]).map_err(err)?;
+                    let y = b::replay_batch_with(b::Kernels::TensorOps, &pipeline, x, &[ps])
+                        .map_err(err)?;
                     parts.push(output(y.pixels, y.dtype)?);
                 }
                 Ok(vec![concat(parts)?])
