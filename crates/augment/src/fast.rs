@@ -335,29 +335,35 @@ impl<'a> Imagenet<'a> {
             height: oh,
             width: ow,
         };
-        // No padding in the window, so the fill argument is unused.
-        let levels = color_levels(Fma::EMULATED, &resized, &window, [0; 3], order, factors)?;
-        let mut luts = [[0.0f32; 256]; 3];
-        output_tables(&levels, self.mean, self.std, &mut luts);
         // The rotation's fill is not colour-adjusted: it is rounded to u8, then normalised.
         let fill_u8 = [0, 1, 2]
             .map(|c| fill32[if fill32.len() == 3 { c } else { 0 }].round_ties_even() as u8);
         let fill_out = [0, 1, 2].map(|c| norm_value(fill_u8[c], self.mean[c], self.std[c]));
         let map = crate::functional::rotate_nearest_map(oh, ow, angle, flip);
-        let plane = oh * ow;
-        let src = resized.as_slice();
-        let mut out = vec![0.0f32; 3 * plane];
-        for c in 0..3 {
-            let lut = &luts[c];
-            let sp = &src[c * plane..(c + 1) * plane];
-            for (o, &m) in out[c * plane..(c + 1) * plane].iter_mut().zip(&map) {
-                *o = if m == u32::MAX {
-                    fill_out[c]
-                } else {
-                    lut[usize::from(sp[m as usize])]
-                };
-            }
-        }
+        let out = crate::simd::dispatch(
+            #[inline(always)]
+            |fma| -> Result<Vec<f32>> {
+                // No padding in the window, so the fill argument is unused.
+                let levels = color_levels(fma, &resized, &window, [0; 3], order, factors)?;
+                let mut luts = [[0.0f32; 256]; 3];
+                output_tables(&levels, self.mean, self.std, &mut luts);
+                let plane = oh * ow;
+                let src = resized.as_slice();
+                let mut out = vec![0.0f32; 3 * plane];
+                for (c, out) in out.chunks_exact_mut(plane).enumerate() {
+                    let lut = &luts[c];
+                    let sp = &src[c * plane..(c + 1) * plane];
+                    for (o, &m) in out.iter_mut().zip(&map) {
+                        *o = match sp.get(m as usize) {
+                            Some(&v) => lut[usize::from(v)],
+                            // u32::MAX: outside the rotated image.
+                            None => fill_out[c],
+                        };
+                    }
+                }
+                Ok(out)
+            },
+        )?;
         Ok(Image::from_vec_unchecked(out, 3, oh, ow))
     }
 }

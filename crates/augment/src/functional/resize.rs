@@ -144,6 +144,19 @@ fn fast_u8<T: Pixel>(
 pub(crate) fn bilinear_u8(
     img: &Image<u8>,
     crop_box: CropBox,
+    size: [usize; 2],
+    antialias: bool,
+) -> Image<u8> {
+    crate::simd::dispatch(
+        #[inline(always)]
+        |_| bilinear_u8_loops(img, crop_box, size, antialias),
+    )
+}
+
+#[inline(always)]
+fn bilinear_u8_loops(
+    img: &Image<u8>,
+    crop_box: CropBox,
     [out_h, out_w]: [usize; 2],
     antialias: bool,
 ) -> Image<u8> {
@@ -257,6 +270,7 @@ impl FixedTaps {
 
     /// Filters each of `rows` (at most [`ROW_BLOCK`]) into the matching `out` row of
     /// `self.start.len()` values, output position by output position.
+    #[inline(always)]
     fn apply_rows(&self, rows: &[&[u8]], out: &mut [u8]) {
         macro_rules! fixed {
             ($($k:literal)*) => {
@@ -269,6 +283,7 @@ impl FixedTaps {
         fixed!(1 2 3 4 5 6 7 8 9 10 11 12 16 20 24);
     }
 
+    #[inline(always)]
     fn rows_k<const K: usize>(&self, rows: &[&[u8]], out: &mut [u8]) {
         let n_out = self.start.len();
         for (x, (&s, wts)) in self
@@ -289,6 +304,7 @@ impl FixedTaps {
         }
     }
 
+    #[inline(always)]
     fn rows_dyn(&self, rows: &[&[u8]], out: &mut [u8]) {
         let (k, n_out) = (self.k, self.start.len());
         for (row, out) in rows.iter().zip(out.chunks_exact_mut(n_out)) {

@@ -144,6 +144,14 @@ pub(crate) fn grid_rows(m: &[f64; 6], h: usize, w: usize) -> ([f32; 3], [f32; 3]
 /// coordinates are computed with exactly the f32 operations of [`rotate`], including its
 /// exact paths for multiples of 90°. `angle` must be finite.
 pub(crate) fn rotate_nearest_map(h: usize, w: usize, angle: f64, flip: bool) -> Vec<u32> {
+    crate::simd::dispatch(
+        #[inline(always)]
+        |_| nearest_map_loops(h, w, angle, flip),
+    )
+}
+
+#[inline(always)]
+fn nearest_map_loops(h: usize, w: usize, angle: f64, flip: bool) -> Vec<u32> {
     let src = |y: usize, x: usize| (y * w + if flip { w - 1 - x } else { x }) as u32;
     let angle = angle.rem_euclid(360.0);
     // (h, w, y, x) -> source (y, x) of the exact paths.
@@ -201,6 +209,7 @@ pub(crate) fn rotate_nearest_map(h: usize, w: usize, angle: f64, flip: bool) -> 
 /// `(x.round_ties_even() as i32, true)` for `|x| < 2^22`, `(_, false)` otherwise (then `x` is
 /// outside any image, NaN included): the integer is read from the bits of `x + 1.5 * 2^23`,
 /// whose unit in the last place is 1, so that the loop vectorises without conversions.
+#[inline(always)]
 fn round_even_i32(x: f32) -> (i32, bool) {
     const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
     let ok = x.abs() < 4_194_304.0;
