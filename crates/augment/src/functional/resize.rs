@@ -240,12 +240,7 @@ struct FixedTaps {
 impl FixedTaps {
     fn new(taps: &AxisTaps, input: usize) -> Self {
         let k = taps.len.iter().copied().max().unwrap_or(1).clamp(1, input);
-        // A multiple of 4 taps (zero-padded) where the row is long enough: whole vectors.
-        let k = if k.next_multiple_of(4) <= input {
-            k.next_multiple_of(4)
-        } else {
-            k
-        };
+        // No padding to whole vectors: blocks of rows take one vector operation per tap.
         let n_out = taps.start.len();
         let mut start = Vec::with_capacity(n_out);
         let mut weights = vec![0i16; n_out * k];
@@ -280,7 +275,7 @@ impl FixedTaps {
                 }
             };
         }
-        fixed!(1 2 3 4 5 6 7 8 9 10 11 12 16 20 24);
+        fixed!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 20 24);
     }
 
     #[inline(always)]
