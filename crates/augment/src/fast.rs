@@ -350,16 +350,24 @@ impl<'a> Imagenet<'a> {
                 let plane = oh * ow;
                 let src = resized.as_slice();
                 let mut out = vec![0.0f32; 3 * plane];
-                for (c, out) in out.chunks_exact_mut(plane).enumerate() {
-                    let lut = &luts[c];
-                    let sp = &src[c * plane..(c + 1) * plane];
-                    for (o, &m) in out.iter_mut().zip(&map) {
-                        *o = match sp.get(m as usize) {
-                            Some(&v) => lut[usize::from(v)],
-                            // u32::MAX: outside the rotated image.
-                            None => fill_out[c],
-                        };
-                    }
+                // The three channels per map entry: one read and one check of the map.
+                let (o0, rest) = out.split_at_mut(plane);
+                let (o1, o2) = rest.split_at_mut(plane);
+                let (s0, rest) = src.split_at(plane);
+                let (s1, s2) = rest.split_at(plane);
+                let outs = o0.iter_mut().zip(o1.iter_mut()).zip(o2.iter_mut());
+                for (((o0, o1), o2), &m) in outs.zip(&map) {
+                    let m = m as usize;
+                    // u32::MAX: outside the rotated image.
+                    let (a, b, c) = match (s0.get(m), s1.get(m), s2.get(m)) {
+                        (Some(&a), Some(&b), Some(&c)) => (
+                            luts[0][usize::from(a)],
+                            luts[1][usize::from(b)],
+                            luts[2][usize::from(c)],
+                        ),
+                        _ => (fill_out[0], fill_out[1], fill_out[2]),
+                    };
+                    (*o0, *o1, *o2) = (a, b, c);
                 }
                 Ok(out)
             },
