@@ -218,6 +218,36 @@ fn bilinear_u8_loops(
     Image::from_vec_unchecked(out, c, out_h, out_w)
 }
 
+/// Transposes an 8x8 byte matrix held as 8 little-endian rows: byte `c` of `a[r]` becomes
+/// byte `r` of word `c` of the result. Three rounds swap the off-diagonal blocks (4x4, 2x2,
+/// then single bytes) with masks and shifts instead of 64 byte moves.
+#[inline(always)]
+fn transpose8(a: [u64; 8]) -> [u64; 8] {
+    #[inline(always)]
+    fn swap(a: &mut [u64; 8], i: usize, j: usize, shift: u32, mask: u64) {
+        let t = ((a[i] >> shift) ^ a[j]) & mask;
+        a[i] ^= t << shift;
+        a[j] ^= t;
+    }
+    const M32: u64 = 0x0000_0000_FFFF_FFFF;
+    const M16: u64 = 0x0000_FFFF_0000_FFFF;
+    const M8: u64 = 0x00FF_00FF_00FF_00FF;
+    let mut a = a;
+    swap(&mut a, 0, 4, 32, M32);
+    swap(&mut a, 1, 5, 32, M32);
+    swap(&mut a, 2, 6, 32, M32);
+    swap(&mut a, 3, 7, 32, M32);
+    swap(&mut a, 0, 2, 16, M16);
+    swap(&mut a, 1, 3, 16, M16);
+    swap(&mut a, 4, 6, 16, M16);
+    swap(&mut a, 5, 7, 16, M16);
+    swap(&mut a, 0, 1, 8, M8);
+    swap(&mut a, 2, 3, 8, M8);
+    swap(&mut a, 4, 5, 8, M8);
+    swap(&mut a, 6, 7, 8, M8);
+    a
+}
+
 /// Rows filtered together by the horizontal pass of [`bilinear_u8`].
 ///
 /// In both passes the accumulators are non-negative (the triangle filter's weights are), so
@@ -312,7 +342,16 @@ impl FixedTaps {
         let width = rows.iter().map(|r| r.len()).min().unwrap_or(0);
         let rows = rows.map(|r| &r[..width]);
         let mut cols = vec![[0u8; ROW_BLOCK]; width];
-        for (x, col) in cols.iter_mut().enumerate() {
+        let whole = width - width % 8;
+        for (x0, chunk) in (0..whole).step_by(8).zip(cols.chunks_exact_mut(8)) {
+            let words = transpose8(std::array::from_fn(|r| {
+                u64::from_le_bytes(rows[r][x0..x0 + 8].try_into().unwrap_or([0; 8]))
+            }));
+            for (col, w) in chunk.iter_mut().zip(words) {
+                *col = w.to_le_bytes();
+            }
+        }
+        for (x, col) in cols.iter_mut().enumerate().skip(whole) {
             *col = rows.map(|r| r[x]);
         }
         let mut outs = vec![[0u8; ROW_BLOCK]; n_out];
@@ -579,6 +618,17 @@ mod tests {
             let cropped = crop(&img, b.top, b.left, b.height, b.width).expect("ok");
             let want = resize_bilinear_generic(&cropped, size[0], size[1], aa).expect("ok");
             assert_eq!(bilinear_u8(&img, b, size, aa), want, "{b:?} {size:?} {aa}");
+        }
+    }
+
+    #[test]
+    fn transpose8_transposes() {
+        let m: [[u8; 8]; 8] = std::array::from_fn(|r| std::array::from_fn(|c| (r * 8 + c) as u8));
+        let t = transpose8(m.map(u64::from_le_bytes)).map(u64::to_le_bytes);
+        for (r, row) in m.iter().enumerate() {
+            for (c, &v) in row.iter().enumerate() {
+                assert_eq!(t[c][r], v, "({r}, {c})");
+            }
         }
     }
 
