@@ -192,7 +192,8 @@ fn nearest_map_loops(h: usize, w: usize, angle: f64, flip: bool) -> Vec<u32> {
         let by = oy as f32 - (h as f32 - 1.0) * 0.5;
         // Same operations and order as `rotate`: (bx * r0 + by * r1) + r2.
         let (tx, ty) = (by * rx[1], by * ry[1]);
-        for (ox, m) in row.iter_mut().enumerate() {
+        for (ox, m) in (0i32..).zip(row.iter_mut()) {
+            // From i32, not usize: i32 -> f32 converts 8 lanes at once, u64 -> f32 does not.
             let bx = ox as f32 - cx;
             let gx = bx * rx[0] + tx + rx[2];
             let gy = bx * ry[0] + ty + ry[2];
