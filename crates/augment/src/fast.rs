@@ -355,19 +355,20 @@ impl<'a> Imagenet<'a> {
                 let (o1, o2) = rest.split_at_mut(plane);
                 let (s0, rest) = src.split_at(plane);
                 let (s1, s2) = rest.split_at(plane);
+                let s2 = &s2[..plane];
                 let outs = o0.iter_mut().zip(o1.iter_mut()).zip(o2.iter_mut());
                 for (((o0, o1), o2), &m) in outs.zip(&map) {
                     let m = m as usize;
                     // u32::MAX: outside the rotated image.
-                    let (a, b, c) = match (s0.get(m), s1.get(m), s2.get(m)) {
-                        (Some(&a), Some(&b), Some(&c)) => (
-                            luts[0][usize::from(a)],
-                            luts[1][usize::from(b)],
-                            luts[2][usize::from(c)],
-                        ),
-                        _ => (fill_out[0], fill_out[1], fill_out[2]),
+                    (*o0, *o1, *o2) = if m < plane {
+                        (
+                            luts[0][usize::from(s0[m])],
+                            luts[1][usize::from(s1[m])],
+                            luts[2][usize::from(s2[m])],
+                        )
+                    } else {
+                        (fill_out[0], fill_out[1], fill_out[2])
                     };
-                    (*o0, *o1, *o2) = (a, b, c);
                 }
                 Ok(out)
             },
@@ -397,6 +398,8 @@ fn color_levels(
     factors: [Option<f64>; 4],
 ) -> Result<[u8; 256]> {
     let mut levels: [u8; 256] = std::array::from_fn(|v| v as u8);
+    // The brightness factor already in `levels` (the only op that can precede contrast).
+    let mut brightness = None;
     for id in order {
         let Some(x) = factors[usize::from(id)] else {
             continue;
@@ -408,10 +411,11 @@ fn color_levels(
                 for l in &mut levels {
                     *l = clamp_trunc_u8(f32::from(*l) * fx);
                 }
+                brightness = Some(fx);
             }
             1 => {
                 crate::error::check_range("contrast_factor", x, 0.0, f64::MAX)?;
-                let sum = gray_sum(fma, img, win, fill, &levels);
+                let sum = gray_sum(fma, img, win, fill, &levels, brightness);
                 let n = (win.height * win.width) as f32;
                 let m = sum as f64 as f32 / n;
                 let r = x as f32;
@@ -481,9 +485,18 @@ fn output_tables(levels: &[u8; 256], mean: [f32; 3], std: [f32; 3], lut: &mut [[
 }
 
 /// Sum of the floored grayscale over the window, source levels mapped through `levels`,
-/// padding pixels having the (mapped) fill values.
+/// padding pixels having the (mapped) fill values. `levels` is the identity, or the brightness
+/// map of factor `brightness`, which is computed per pixel (it vectorises; a table lookup
+/// does not).
 #[inline(always)]
-fn gray_sum(fma: Fma, img: &Image<u8>, win: &Window, fill: [u8; 3], levels: &[u8; 256]) -> u64 {
+fn gray_sum(
+    fma: Fma,
+    img: &Image<u8>,
+    win: &Window,
+    fill: [u8; 3],
+    levels: &[u8; 256],
+    brightness: Option<f32>,
+) -> u64 {
     let [_, h, w] = img.shape();
     let ys = win.y0.clamp(0, h as isize) as usize
         ..(win.y0 + win.height as isize).clamp(0, h as isize) as usize;
@@ -493,25 +506,23 @@ fn gray_sum(fma: Fma, img: &Image<u8>, win: &Window, fill: [u8; 3], levels: &[u8
     let mut sum = 0u64;
     if inside > 0 {
         let (r, g, b) = (img.plane(0), img.plane(1), img.plane(2));
-        let identity = levels.iter().enumerate().all(|(v, &l)| usize::from(l) == v);
         let n = xs.len();
-        let mut mapped = if identity {
-            [Vec::new(), Vec::new(), Vec::new()]
-        } else {
-            [vec![0u8; n], vec![0u8; n], vec![0u8; n]]
+        let mut mapped = match brightness {
+            None => [Vec::new(), Vec::new(), Vec::new()],
+            Some(_) => [vec![0u8; n], vec![0u8; n], vec![0u8; n]],
         };
         for y in ys {
             let row = y * w + xs.start..y * w + xs.end;
-            let (rr, gg, bb) = if identity {
-                (&r[row.clone()], &g[row.clone()], &b[row])
-            } else {
-                // Map through the table first (a gather), so the arithmetic below vectorises.
-                for (plane, m) in [r, g, b].iter().zip(&mut mapped) {
-                    for (o, &v) in m.iter_mut().zip(&plane[row.clone()]) {
-                        *o = levels[usize::from(v)];
+            let (rr, gg, bb) = match brightness {
+                None => (&r[row.clone()], &g[row.clone()], &b[row]),
+                Some(fx) => {
+                    for (plane, m) in [r, g, b].iter().zip(&mut mapped) {
+                        for (o, &v) in m.iter_mut().zip(&plane[row.clone()]) {
+                            *o = clamp_trunc_u8(f32::from(v) * fx);
+                        }
                     }
+                    (&mapped[0][..], &mapped[1][..], &mapped[2][..])
                 }
-                (&mapped[0][..], &mapped[1][..], &mapped[2][..])
             };
             sum += u64::from(gray_floor_sum(fma, rr, gg, bb));
         }
