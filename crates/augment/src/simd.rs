@@ -38,12 +38,21 @@ impl Fma {
 #[inline(always)]
 pub(crate) fn dispatch<R>(f: impl FnOnce(Fma) -> R) -> R {
     #[cfg(target_arch = "x86_64")]
-    if has_v3() {
+    if has_v3() && !BASELINE_ONLY.load(std::sync::atomic::Ordering::Relaxed) {
         // SAFETY: `v3` only requires the CPU features checked by `has_v3`.
         #[allow(unsafe_code)]
         return unsafe { v3(f) };
     }
     f(Fma(false))
+}
+
+/// Set by tests to run the baseline copy on a CPU that has AVX2, and compare.
+static BASELINE_ONLY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes [`dispatch`] run the baseline copy (`true`) or pick by CPU again (`false`).
+#[cfg(test)]
+pub(crate) fn force_baseline(on: bool) {
+    BASELINE_ONLY.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
 #[cfg(target_arch = "x86_64")]
