@@ -8,7 +8,9 @@
 //! `p1_tensor_flex/batchN` runs P1 on a `[N, 3, 32, 32]` tensor on flex with per-sample
 //! parameters (`batched::augment_batch`: on flex, the CPU kernels in host memory over rayon),
 //! reading the result back to the host to finish it; `tensor_ops_batchN` forces burn tensor
-//! operations (`Kernels::TensorOps`, what runs on a GPU).
+//! operations (`Kernels::TensorOps`, what runs on a GPU). `KINDLING_BENCH_DEVICE=wgpu` (or
+//! `wgpu:cpu`, `cuda:0`) runs the group on that device instead (`p1_tensor_wgpu/...`), timing
+//! until the device is done without reading the batch back.
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -77,14 +79,39 @@ fn batch(g: &mut BenchmarkGroup<'_, WallTime>, p: &Compose, imgs: &[Image<u8>], 
     });
 }
 
+/// The device of the `p1_tensor_*` group: `KINDLING_BENCH_DEVICE` = `flex` (default), `wgpu`
+/// (the best adapter), `wgpu:cpu` (lavapipe) or `cuda:N` (built with the `cuda` feature).
+fn bench_device() -> (String, burn::tensor::Device) {
+    use burn::tensor::Device;
+    let name = std::env::var("KINDLING_BENCH_DEVICE").unwrap_or_else(|_| "flex".into());
+    let device = match name.as_str() {
+        "flex" => Device::flex(),
+        #[cfg(feature = "wgpu")]
+        "wgpu" => Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
+        #[cfg(feature = "wgpu")]
+        "wgpu:cpu" => Device::wgpu(burn::tensor::DeviceKind::Cpu),
+        #[cfg(feature = "cuda")]
+        cuda if cuda.starts_with("cuda:") => {
+            Device::cuda(cuda[5..].parse::<usize>().expect("cuda:N with a number N"))
+        }
+        other => panic!(
+            "KINDLING_BENCH_DEVICE={other}: expected flex, wgpu, wgpu:cpu or cuda:N (with the \
+             features built)"
+        ),
+    };
+    (name.replace(':', "_"), device)
+}
+
 fn tensor_batch(
     g: &mut BenchmarkGroup<'_, WallTime>,
     p: &Compose,
     imgs: &[Image<u8>],
     n: usize,
     kernels: Kernels,
+    device: &burn::tensor::Device,
 ) {
-    let device = burn::tensor::Device::flex();
+    let device = device.clone();
+    let on_flex = device == burn::tensor::Device::flex();
     let images: Vec<Image<u8>> = imgs.iter().cycle().take(n).cloned().collect();
     let input = DeviceBatch::from_u8(&images, &device).expect("batch");
     let pipeline = Transform::from(p.clone());
@@ -109,7 +136,14 @@ fn tensor_batch(
                 epoch += 1;
                 let (out, _) = augment_batch_with(kernels, &pipeline, batch, 7, epoch, &indices)
                     .expect("pipeline runs");
-                black_box(out.pixels.into_data())
+                if on_flex {
+                    // Host memory already: hand the buffer over, as a consumer would.
+                    black_box(out.pixels.into_data());
+                } else {
+                    // The batch stays on the device: wait for the work, read nothing back.
+                    black_box(out.pixels);
+                    device.sync().expect("device work completes");
+                }
             },
             BatchSize::LargeInput,
         )
@@ -125,10 +159,14 @@ fn bench(c: &mut Criterion) {
     batch(&mut g, &p1, &small, 256);
     g.finish();
 
-    let mut g = c.benchmark_group("p1_tensor_flex");
+    let (name, device) = bench_device();
+    let mut g = c.benchmark_group(format!("p1_tensor_{name}"));
     for n in [256, 1024] {
-        tensor_batch(&mut g, &p1, &small, n, Kernels::Auto);
-        tensor_batch(&mut g, &p1, &small, n, Kernels::TensorOps);
+        tensor_batch(&mut g, &p1, &small, n, Kernels::Auto, &device);
+        if device == burn::tensor::Device::flex() {
+            // Off flex, Auto is the tensor ops already.
+            tensor_batch(&mut g, &p1, &small, n, Kernels::TensorOps, &device);
+        }
     }
     g.finish();
 

@@ -747,3 +747,22 @@ fn erase(re: &RandomErasing, x: Tensor<4>, plans: &[Option<ErasePlan>]) -> Resul
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Kernels::Auto` reads a batch back to the host only on flex, never on a GPU device.
+    #[test]
+    fn only_flex_counts_as_host_memory() {
+        assert!(on_host(&Device::flex()));
+        assert!(on_host(&Device::flex().autodiff()));
+        #[cfg(feature = "wgpu")]
+        {
+            assert!(!on_host(&Device::wgpu(burn::tensor::DeviceKind::Cpu)));
+            assert!(!on_host(&Device::wgpu(
+                burn::tensor::DeviceKind::DefaultDevice
+            )));
+        }
+    }
+}
