@@ -463,13 +463,9 @@ fn norm_value(level: u8, mean: f32, std: f32) -> f32 {
 /// the normalised levels and a lookup per entry).
 #[inline(always)]
 fn output_tables(levels: &[u8; 256], mean: [f32; 3], std: [f32; 3], lut: &mut [[f32; 256]; 3]) {
-    let mut values = [0.0f32; 256];
-    for (v, &l) in values.iter_mut().zip(levels) {
-        *v = f32::from(l);
-    }
     for ((out, &m), &s) in lut.iter_mut().zip(&mean).zip(&std) {
-        for (o, &v) in out.iter_mut().zip(&values) {
-            *o = (v * NORM_SCALE - m) / s;
+        for (o, &l) in out.iter_mut().zip(levels) {
+            *o = norm_value(l, m, s);
         }
     }
 }

@@ -229,22 +229,18 @@ fn transpose8(a: [u64; 8]) -> [u64; 8] {
         a[i] ^= t << shift;
         a[j] ^= t;
     }
-    const M32: u64 = 0x0000_0000_FFFF_FFFF;
-    const M16: u64 = 0x0000_FFFF_0000_FFFF;
-    const M8: u64 = 0x00FF_00FF_00FF_00FF;
     let mut a = a;
-    swap(&mut a, 0, 4, 32, M32);
-    swap(&mut a, 1, 5, 32, M32);
-    swap(&mut a, 2, 6, 32, M32);
-    swap(&mut a, 3, 7, 32, M32);
-    swap(&mut a, 0, 2, 16, M16);
-    swap(&mut a, 1, 3, 16, M16);
-    swap(&mut a, 4, 6, 16, M16);
-    swap(&mut a, 5, 7, 16, M16);
-    swap(&mut a, 0, 1, 8, M8);
-    swap(&mut a, 2, 3, 8, M8);
-    swap(&mut a, 4, 5, 8, M8);
-    swap(&mut a, 6, 7, 8, M8);
+    // (shift in bytes, mask of the low halves, the word pairs that trade them)
+    const ROUNDS: [(u32, u64, [(usize, usize); 4]); 3] = [
+        (4, 0x0000_0000_FFFF_FFFF, [(0, 4), (1, 5), (2, 6), (3, 7)]),
+        (2, 0x0000_FFFF_0000_FFFF, [(0, 2), (1, 3), (4, 6), (5, 7)]),
+        (1, 0x00FF_00FF_00FF_00FF, [(0, 1), (2, 3), (4, 5), (6, 7)]),
+    ];
+    for (bytes, mask, pairs) in ROUNDS {
+        for (i, j) in pairs {
+            swap(&mut a, i, j, 8 * bytes, mask);
+        }
+    }
     a
 }
 
