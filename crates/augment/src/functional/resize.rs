@@ -230,8 +230,9 @@ fn transpose8(a: [u64; 8]) -> [u64; 8] {
         a[j] ^= t;
     }
     let mut a = a;
-    // (shift in bytes, mask of the low halves, the word pairs that trade them)
-    const ROUNDS: [(u32, u64, [(usize, usize); 4]); 3] = [
+    /// Shift in bytes, mask of the low halves, the word pairs that trade them.
+    type Round = (u32, u64, [(usize, usize); 4]);
+    const ROUNDS: [Round; 3] = [
         (4, 0x0000_0000_FFFF_FFFF, [(0, 4), (1, 5), (2, 6), (3, 7)]),
         (2, 0x0000_FFFF_0000_FFFF, [(0, 2), (1, 3), (4, 6), (5, 7)]),
         (1, 0x00FF_00FF_00FF_00FF, [(0, 1), (2, 3), (4, 5), (6, 7)]),
