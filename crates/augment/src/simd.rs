@@ -10,22 +10,38 @@
 /// How the running copy computes a fused multiply-add: with the FMA instruction in the
 /// AVX2 copy, emulated exactly with f64 operations in the baseline one (where `mul_add` is
 /// a slow library call). Both give the correctly rounded `a * b + c`.
+/// In the AVX2 copy it also carries pulp's proof of the CPU features, which makes the
+/// AVX2 intrinsics safe to call (the explicit kernels of `functional::resize`).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Fma(bool);
+pub(crate) struct Fma(Option<Avx2>);
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) type Avx2 = pulp::x86::V3;
+/// No AVX2 on other architectures.
+#[cfg(not(target_arch = "x86_64"))]
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Avx2 {}
 
 impl Fma {
     /// The baseline copy's emulation, for code outside [`dispatch`].
-    pub(crate) const EMULATED: Fma = Fma(false);
+    pub(crate) const EMULATED: Fma = Fma(None);
 
     /// Whether this is the AVX2 copy, with the FMA instruction.
     #[inline(always)]
     pub(crate) fn native(self) -> bool {
+        self.0.is_some()
+    }
+
+    /// The AVX2 intrinsics, in the AVX2 copy.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    #[inline(always)]
+    pub(crate) fn avx2(self) -> Option<Avx2> {
         self.0
     }
 
     #[inline(always)]
     pub(crate) fn mul_add(self, a: f32, b: f32, c: f32) -> f32 {
-        if self.0 {
+        if self.native() {
             a.mul_add(b, c)
         } else {
             crate::fast::fma_f32(a, b, c)
@@ -38,12 +54,14 @@ impl Fma {
 #[inline(always)]
 pub(crate) fn dispatch<R>(f: impl FnOnce(Fma) -> R) -> R {
     #[cfg(target_arch = "x86_64")]
-    if has_v3() && !BASELINE_ONLY.load(std::sync::atomic::Ordering::Relaxed) {
-        // SAFETY: `v3` only requires the CPU features checked by `has_v3`.
+    if !BASELINE_ONLY.load(std::sync::atomic::Ordering::Relaxed)
+        && let Some(simd) = pulp::x86::V3::try_new()
+    {
+        // SAFETY: `v3` only requires x86-64-v3 features, all of which `V3::try_new` detected.
         #[allow(unsafe_code)]
-        return unsafe { v3(f) };
+        return unsafe { v3(simd, f) };
     }
-    f(Fma(false))
+    f(Fma(None))
 }
 
 /// Set by tests to run the baseline copy on a CPU that has AVX2, and compare.
@@ -58,22 +76,8 @@ pub(crate) fn force_baseline(on: bool) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,lzcnt,popcnt,sse3,ssse3,sse4.1,sse4.2")]
-fn v3<R>(f: impl FnOnce(Fma) -> R) -> R {
-    f(Fma(true))
-}
-
-/// Whether this CPU has the x86-64-v3 features `v3` is compiled for (cached by std).
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn has_v3() -> bool {
-    use std::arch::is_x86_feature_detected as has;
-    has!("avx2")
-        && has!("fma")
-        && has!("bmi1")
-        && has!("bmi2")
-        && has!("lzcnt")
-        && has!("popcnt")
-        && has!("sse4.2")
+fn v3<R>(simd: Avx2, f: impl FnOnce(Fma) -> R) -> R {
+    f(Fma(Some(simd)))
 }
 
 #[cfg(test)]

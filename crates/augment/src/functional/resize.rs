@@ -5,6 +5,10 @@ use std::any::Any;
 use crate::buffer::{Image, Pixel};
 use crate::error::{AugmentError, Result};
 use crate::functional::geometry::{check_box, crop};
+use crate::simd::Fma;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 
 /// Resampling filter (torchvision's `InterpolationMode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -149,12 +153,13 @@ pub(crate) fn bilinear_u8(
 ) -> Image<u8> {
     crate::simd::dispatch(
         #[inline(always)]
-        |_| bilinear_u8_loops(img, crop_box, size, antialias),
+        |cpu| bilinear_u8_loops(cpu, img, crop_box, size, antialias),
     )
 }
 
 #[inline(always)]
 fn bilinear_u8_loops(
+    cpu: Fma,
     img: &Image<u8>,
     crop_box: CropBox,
     [out_h, out_w]: [usize; 2],
@@ -173,10 +178,16 @@ fn bilinear_u8_loops(
     if out_w != width {
         let taps = FixedTaps::new(&AxisTaps::bilinear(width, out_w, antialias), width);
         let starts: Vec<usize> = (0..c).flat_map(rows).collect();
+        #[allow(unused_mut)]
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if let Some(simd) = cpu.avx2() {
+            done = taps.rows_avx2(simd, src, width, &starts, &mut hbuf);
+        }
         // Blocks of rows share each output position's taps (kept in registers).
-        for (block, out) in starts
+        for (block, out) in starts[done..]
             .chunks(ROW_BLOCK)
-            .zip(hbuf.chunks_mut(ROW_BLOCK * out_w))
+            .zip(hbuf[done * out_w..].chunks_mut(ROW_BLOCK * out_w))
         {
             let rows: Vec<&[u8]> = block.iter().map(|&s| &src[s..s + width]).collect();
             taps.apply_rows(&rows, out);
@@ -202,6 +213,16 @@ fn bilinear_u8_loops(
             acc.fill(round);
             let (s, n) = (taps.start[y], taps.len[y]);
             let wts = &taps.weights_i[y * taps.stride..y * taps.stride + n];
+            #[cfg(target_arch = "x86_64")]
+            if let Some(simd) = cpu.avx2() {
+                // torch's int16 weights, as below.
+                let wts: Vec<i16> = wts
+                    .iter()
+                    .map(|&w| i16::try_from(w).unwrap_or(i16::MAX))
+                    .collect();
+                avx2::vertical_row(simd, plane, out_w, s, &wts, round, taps.precision, out_row);
+                continue;
+            }
             for (k, &wt) in wts.iter().enumerate() {
                 let row = &plane[(s + k) * out_w..(s + k + 1) * out_w];
                 // 16-bit operands (torch's int16 weights): 16x16-bit vector multiplies.
@@ -216,6 +237,11 @@ fn bilinear_u8_loops(
         }
     }
     Image::from_vec_unchecked(out, c, out_h, out_w)
+}
+
+/// Two 16-bit weights as one i32, `w0` in the low half (the lane pair of `pmaddwd`).
+fn pair_i32(w0: i16, w1: i16) -> i32 {
+    i32::from(w0 as u16) | (i32::from(w1) << 16)
 }
 
 /// Transposes an 8x8 byte matrix held as 8 little-endian rows: byte `c` of `a[r]` becomes
@@ -260,6 +286,9 @@ struct FixedTaps {
     start: Vec<usize>,
     /// torch's u8 kernel keeps its weights below 2^15 (int16).
     weights: Vec<i16>,
+    /// `weights` in pairs (taps `2t`, `2t + 1`; a zero after an odd last tap), each pair as
+    /// one i32 (the lane pair of the AVX2 kernel's `pmaddwd`), `k.div_ceil(2)` per position.
+    pair_weights: Vec<i32>,
     precision: u32,
     round: i32,
 }
@@ -281,13 +310,57 @@ impl FixedTaps {
             }
             start.push(s2);
         }
+        let pair_weights = weights
+            .chunks_exact(k)
+            .flat_map(|w| {
+                w.chunks(2)
+                    .map(|p| pair_i32(p[0], p.get(1).copied().unwrap_or(0)))
+            })
+            .collect();
         Self {
             k,
             start,
             weights,
+            pair_weights,
             precision: taps.precision,
             round: taps.round(),
         }
+    }
+
+    /// The whole blocks of 8 of the rows of `src` at `row_starts` with the AVX2 kernel, into
+    /// `out`; returns how many rows it filtered (none when the taps are too long for it).
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn rows_avx2(
+        &self,
+        simd: crate::simd::Avx2,
+        src: &[u8],
+        width: usize,
+        row_starts: &[usize],
+        out: &mut [u8],
+    ) -> usize {
+        let rows = row_starts.len() - row_starts.len() % ROW_BLOCK;
+        let out = &mut out[..rows * self.start.len()];
+        macro_rules! pairs {
+            ($($p:literal)*) => {
+                match self.k.div_ceil(2) {
+                    $($p => avx2::horizontal::<$p>(
+                        simd,
+                        src,
+                        width,
+                        &row_starts[..rows],
+                        &self.start,
+                        &self.pair_weights,
+                        self.round,
+                        self.precision,
+                        out,
+                    ),)*
+                    _ => return 0,
+                }
+            };
+        }
+        pairs!(1 2 3 4 5 6 7 8 9 10 11 12);
+        rows
     }
 
     /// Filters each of `rows` (at most [`ROW_BLOCK`]) into the matching `out` row of
@@ -614,7 +687,12 @@ mod tests {
             let aa = rng.random::<bool>();
             let cropped = crop(&img, b.top, b.left, b.height, b.width).expect("ok");
             let want = resize_bilinear_generic(&cropped, size[0], size[1], aa).expect("ok");
+            // The AVX2 kernels (where the CPU has them), then the portable loops.
             assert_eq!(bilinear_u8(&img, b, size, aa), want, "{b:?} {size:?} {aa}");
+            crate::simd::force_baseline(true);
+            let baseline = bilinear_u8(&img, b, size, aa);
+            crate::simd::force_baseline(false);
+            assert_eq!(baseline, want, "baseline copy: {b:?} {size:?} {aa}");
         }
     }
 

@@ -1,0 +1,243 @@
+//! AVX2 kernels of the fixed-point u8 resampler ([`super::bilinear_u8`]), through pulp's safe
+//! intrinsics. The multiply-add is `pmaddwd`: two 16-bit products of adjacent lanes summed into
+//! one i32, so the u8 pixels of two taps are laid out side by side and one instruction applies
+//! a pair of taps to 8 values. The integer sums are those of the portable loops (integer
+//! addition is exact in any order), so the bytes are the same.
+
+use std::arch::x86_64::{__m128i, __m256i};
+
+use pulp::bytemuck::cast;
+use pulp::x86::V3;
+
+/// Horizontal filter of the rows of `src` starting at `row_starts` (`width` values each), 8
+/// rows at a time, into `out` (`start.len()` values per row, in the same order).
+///
+/// `start` and `pair_weights` are [`super::FixedTaps`]' windows: `pair_weights` holds `P`
+/// pairs per output position, each as one i32 `w0 | w1 << 16` (the lane pair of `pmaddwd`).
+/// Every window `start..start + 2P - 1` must lie inside the row.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(super) fn horizontal<const P: usize>(
+    simd: V3,
+    src: &[u8],
+    width: usize,
+    row_starts: &[usize],
+    start: &[usize],
+    pair_weights: &[i32],
+    round: i32,
+    precision: u32,
+    out: &mut [u8],
+) {
+    let n_out = start.len();
+    // Column bytes: 8 bytes per column (its 8 rows), plus one zero column on the right (the
+    // neighbour of the last column, only ever met with a zero weight).
+    let mut cols = vec![0u8; 8 * (width + 1)];
+    // Pair x: columns x and x + 1 interleaved row by row (row 0 at x, at x + 1, row 1 ...).
+    let mut pairs = vec![simd.sse2._mm_setzero_si128(); width];
+    const INTERLEAVE: [u8; 16] = [0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15];
+    let interleave = cast::<[u8; 16], __m128i>(INTERLEAVE);
+    let shift = simd.sse2._mm_cvtsi32_si128(precision as i32);
+    let round = simd.avx._mm256_set1_epi32(round);
+    let whole = width - width % 16;
+    for (block, out) in row_starts
+        .chunks_exact(8)
+        .zip(out.chunks_exact_mut(8 * n_out))
+    {
+        let mut rows: [&[u8]; 8] = [&[]; 8];
+        for (r, &s) in rows.iter_mut().zip(block) {
+            *r = &src[s..s + width];
+        }
+        for x0 in (0..whole).step_by(16) {
+            let mut a = [simd.sse2._mm_setzero_si128(); 8];
+            for (v, row) in a.iter_mut().zip(rows) {
+                *v = load16(row, x0);
+            }
+            let t = transpose_8x16(simd, a);
+            for (j, v) in t.iter().enumerate() {
+                let at = 8 * (x0 + 2 * j);
+                cols[at..at + 16].copy_from_slice(&cast::<__m128i, [u8; 16]>(*v));
+            }
+        }
+        for x in whole..width {
+            for (r, row) in rows.iter().enumerate() {
+                cols[8 * x + r] = row[x];
+            }
+        }
+        for (x, p) in pairs.iter_mut().enumerate() {
+            *p = simd
+                .ssse3
+                ._mm_shuffle_epi8(load16(&cols, 8 * x), interleave);
+        }
+
+        let mut out_rows = [
+            &mut [][..],
+            &mut [],
+            &mut [],
+            &mut [],
+            &mut [],
+            &mut [],
+            &mut [],
+            &mut [],
+        ];
+        for (dst, row) in out_rows.iter_mut().zip(out.chunks_exact_mut(n_out)) {
+            *dst = row;
+        }
+        for x0 in (0..n_out).step_by(8) {
+            let mut acc = [round; 8];
+            for (i, a) in acc.iter_mut().enumerate() {
+                // The last group repeats the last position for the lanes past the end.
+                let o = (x0 + i).min(n_out - 1);
+                let s = start[o];
+                let wts = &pair_weights[o * P..o * P + P];
+                let window = &pairs[s..s + 2 * P - 1];
+                for (t, &w) in wts.iter().enumerate() {
+                    let px = simd.avx2._mm256_cvtepu8_epi16(window[2 * t]);
+                    let w = simd.avx._mm256_set1_epi32(w);
+                    *a = simd
+                        .avx2
+                        ._mm256_add_epi32(*a, simd.avx2._mm256_madd_epi16(px, w));
+                }
+                *a = simd.avx2._mm256_sra_epi32(*a, shift);
+            }
+            let rows8 = transpose_8x8_i32_to_u8(simd, acc);
+            for (row, bytes) in out_rows.iter_mut().zip(rows8) {
+                let bytes = bytes.to_le_bytes();
+                if let Some(dst) = row.get_mut(x0..x0 + 8) {
+                    dst.copy_from_slice(&bytes);
+                } else {
+                    // Byte by byte: a shorter copy here would make both one `memcpy` call.
+                    for (d, b) in row[x0..].iter_mut().zip(bytes) {
+                        *d = b;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Vertical filter of one output row: `out[x] = sum_t rows[t][x] * weights[t]`, rounded and
+/// shifted, for the `weights.len()` input rows starting at row `first` of `plane` (`width`
+/// values per row).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(super) fn vertical_row(
+    simd: V3,
+    plane: &[u8],
+    width: usize,
+    first: usize,
+    weights: &[i16],
+    round: i32,
+    precision: u32,
+    out: &mut [u8],
+) {
+    let row = |k: usize| &plane[(first + k) * width..(first + k + 1) * width];
+    let n = weights.len();
+    let shift = simd.sse2._mm_cvtsi32_si128(precision as i32);
+    let round_v = simd.avx._mm256_set1_epi32(round);
+    let whole = width - width % 16;
+    for x in (0..whole).step_by(16) {
+        let (mut lo, mut hi) = (round_v, round_v);
+        for t in (0..n).step_by(2) {
+            let a = load16(row(t), x);
+            // An odd last tap pairs with its own row and a zero weight.
+            let b = if t + 1 < n { load16(row(t + 1), x) } else { a };
+            let w1 = weights.get(t + 1).copied().unwrap_or(0);
+            let w = simd.avx._mm256_set1_epi32(super::pair_i32(weights[t], w1));
+            let l = simd
+                .avx2
+                ._mm256_cvtepu8_epi16(simd.sse2._mm_unpacklo_epi8(a, b));
+            let h = simd
+                .avx2
+                ._mm256_cvtepu8_epi16(simd.sse2._mm_unpackhi_epi8(a, b));
+            lo = simd
+                .avx2
+                ._mm256_add_epi32(lo, simd.avx2._mm256_madd_epi16(l, w));
+            hi = simd
+                .avx2
+                ._mm256_add_epi32(hi, simd.avx2._mm256_madd_epi16(h, w));
+        }
+        let lo = simd.avx2._mm256_sra_epi32(lo, shift);
+        let hi = simd.avx2._mm256_sra_epi32(hi, shift);
+        // u16 lanes [lo 0-3, hi 0-3 | lo 4-7, hi 4-7] -> [lo 0-7, hi 0-7]; the packs saturate
+        // to 0..=255, torch's clamp.
+        let p = simd.avx2._mm256_packus_epi32(lo, hi);
+        let p = simd.avx2._mm256_permute4x64_epi64::<0b11_01_10_00>(p);
+        let bytes = simd.sse2._mm_packus_epi16(
+            simd.avx._mm256_castsi256_si128(p),
+            simd.avx2._mm256_extracti128_si256::<1>(p),
+        );
+        out[x..x + 16].copy_from_slice(&cast::<__m128i, [u8; 16]>(bytes));
+    }
+    for (x, o) in out.iter_mut().enumerate().take(width).skip(whole) {
+        let mut acc = round;
+        for (t, &w) in weights.iter().enumerate() {
+            acc += i32::from(row(t)[x]) * i32::from(w);
+        }
+        *o = (acc >> precision).min(255) as u8;
+    }
+}
+
+/// 16 bytes of `s` from `at` (in range by the callers' bounds).
+#[inline(always)]
+fn load16(s: &[u8], at: usize) -> __m128i {
+    let bytes: [u8; 16] = s[at..at + 16].try_into().unwrap_or([0; 16]);
+    cast(bytes)
+}
+
+/// 8 rows of 16 bytes to 16 columns of 8 bytes: result `j` holds columns `2j` and `2j + 1`.
+/// (Plain loops, no `array::from_fn`: its closures are not inlined, and an intrinsic called
+/// outside the AVX2 copy is an out-of-line call.)
+#[inline(always)]
+fn transpose_8x16(simd: V3, a: [__m128i; 8]) -> [__m128i; 8] {
+    let s = simd.sse2;
+    // Rows 2i, 2i + 1 interleaved: columns 0-7 (lo) and 8-15 (hi).
+    let mut lo = a;
+    let mut hi = a;
+    for i in 0..4 {
+        lo[i] = s._mm_unpacklo_epi8(a[2 * i], a[2 * i + 1]);
+        hi[i] = s._mm_unpackhi_epi8(a[2 * i], a[2 * i + 1]);
+    }
+    // c[4 * half + q]: columns 4q..4q+4 of rows 4half..4half+4.
+    let mut c = a;
+    for half in 0..2 {
+        let (p, q) = (2 * half, 2 * half + 1);
+        c[4 * half] = s._mm_unpacklo_epi16(lo[p], lo[q]);
+        c[4 * half + 1] = s._mm_unpackhi_epi16(lo[p], lo[q]);
+        c[4 * half + 2] = s._mm_unpacklo_epi16(hi[p], hi[q]);
+        c[4 * half + 3] = s._mm_unpackhi_epi16(hi[p], hi[q]);
+    }
+    let mut out = a;
+    for q in 0..4 {
+        out[2 * q] = s._mm_unpacklo_epi32(c[q], c[4 + q]);
+        out[2 * q + 1] = s._mm_unpackhi_epi32(c[q], c[4 + q]);
+    }
+    out
+}
+
+/// Eight vectors of 8 i32 (vector `i`: output position `i`, lane `r`: row `r`), saturated to
+/// u8, transposed to 8 rows of 8 bytes (as little-endian u64: byte `i` is position `i`).
+#[inline(always)]
+fn transpose_8x8_i32_to_u8(simd: V3, acc: [__m256i; 8]) -> [u64; 8] {
+    let a2 = simd.avx2;
+    // Per 128-bit lane (rows 0-3 | rows 4-7): positions 0-3, then 4-7, 4 bytes each.
+    let q0 = a2._mm256_packus_epi16(
+        a2._mm256_packus_epi32(acc[0], acc[1]),
+        a2._mm256_packus_epi32(acc[2], acc[3]),
+    );
+    let q1 = a2._mm256_packus_epi16(
+        a2._mm256_packus_epi32(acc[4], acc[5]),
+        a2._mm256_packus_epi32(acc[6], acc[7]),
+    );
+    // 4x4 byte transpose within each lane: byte 4i + j (position i, row j) to 4j + i.
+    const T4: [u8; 32] = [
+        0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, //
+        0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,
+    ];
+    let t4 = cast::<[u8; 32], __m256i>(T4);
+    let t0 = a2._mm256_shuffle_epi8(q0, t4);
+    let t1 = a2._mm256_shuffle_epi8(q1, t4);
+    // Rows 0, 1 | 4, 5 and rows 2, 3 | 6, 7, each row's positions 0-3 then 4-7.
+    let lo = cast::<__m256i, [u64; 4]>(a2._mm256_unpacklo_epi32(t0, t1));
+    let hi = cast::<__m256i, [u64; 4]>(a2._mm256_unpackhi_epi32(t0, t1));
+    [lo[0], lo[1], hi[0], hi[1], lo[2], lo[3], hi[2], hi[3]]
+}
