@@ -29,13 +29,12 @@ pub(super) fn horizontal<const P: usize>(
     out: &mut [u8],
 ) {
     let n_out = start.len();
-    // Column bytes: 8 bytes per column (its 8 rows), plus one zero column on the right (the
-    // neighbour of the last column, only ever met with a zero weight).
-    let mut cols = vec![0u8; 8 * (width + 1)];
-    // Pair x: columns x and x + 1 interleaved row by row (row 0 at x, at x + 1, row 1 ...).
+    // Pair x: columns x and x + 1 of the 8 rows, interleaved row by row (row 0 at x, at x + 1,
+    // row 1 ...); past the last column comes a zero column, only ever met with a zero weight.
     let mut pairs = vec![simd.sse2._mm_setzero_si128(); width];
     const INTERLEAVE: [u8; 16] = [0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15];
     let interleave = cast::<[u8; 16], __m128i>(INTERLEAVE);
+    let pair = |two_cols: __m128i| simd.ssse3._mm_shuffle_epi8(two_cols, interleave);
     let shift = simd.sse2._mm_cvtsi32_si128(precision as i32);
     let round = simd.avx._mm256_set1_epi32(round);
     let whole = width - width % 16;
@@ -47,26 +46,40 @@ pub(super) fn horizontal<const P: usize>(
         for (r, &s) in rows.iter_mut().zip(block) {
             *r = &src[s..s + width];
         }
+        // 16 columns at a time, in registers (through memory, the loads of the odd pairs
+        // would straddle two stores and stall).
+        let mut prev = simd.sse2._mm_setzero_si128();
         for x0 in (0..whole).step_by(16) {
             let mut a = [simd.sse2._mm_setzero_si128(); 8];
             for (v, row) in a.iter_mut().zip(rows) {
                 *v = load16(row, x0);
             }
             let t = transpose_8x16(simd, a);
-            for (j, v) in t.iter().enumerate() {
-                let at = 8 * (x0 + 2 * j);
-                cols[at..at + 16].copy_from_slice(&cast::<__m128i, [u8; 16]>(*v));
+            if x0 > 0 {
+                pairs[x0 - 1] = pair(simd.ssse3._mm_alignr_epi8::<8>(t[0], prev));
             }
+            let p = &mut pairs[x0..x0 + 16];
+            for j in 0..8 {
+                p[2 * j] = pair(t[j]);
+            }
+            for j in 0..7 {
+                p[2 * j + 1] = pair(simd.ssse3._mm_alignr_epi8::<8>(t[j + 1], t[j]));
+            }
+            prev = t[7];
+        }
+        // From the last column done on: that column, the rest, the zero column, as bytes.
+        let first = whole.saturating_sub(1);
+        let mut cols = [0u8; 8 * 17];
+        if whole > 0 {
+            cols[..8].copy_from_slice(&cast::<__m128i, [u8; 16]>(prev)[8..]);
         }
         for x in whole..width {
             for (r, row) in rows.iter().enumerate() {
-                cols[8 * x + r] = row[x];
+                cols[8 * (x - first) + r] = row[x];
             }
         }
-        for (x, p) in pairs.iter_mut().enumerate() {
-            *p = simd
-                .ssse3
-                ._mm_shuffle_epi8(load16(&cols, 8 * x), interleave);
+        for (x, p) in pairs.iter_mut().enumerate().skip(first) {
+            *p = pair(load16(&cols, 8 * (x - first)));
         }
 
         let mut out_rows = [
