@@ -205,6 +205,22 @@ fn bilinear_u8_loops(
     }
     let taps = AxisTaps::bilinear(height, out_h, antialias);
     let round = taps.round();
+    // The AVX2 kernel's weight pairs, `pairs_per_row` per output row.
+    #[cfg(target_arch = "x86_64")]
+    let pairs_per_row = taps.stride.div_ceil(2);
+    #[cfg(target_arch = "x86_64")]
+    let vertical_pairs: Vec<i32> = (0..out_h)
+        .flat_map(|y| {
+            let wts = &taps.weights_i[y * taps.stride..(y + 1) * taps.stride];
+            wts.chunks(2).map(|p| {
+                let w = |i: usize| {
+                    p.get(i)
+                        .map_or(0, |&w| i16::try_from(w).unwrap_or(i16::MAX))
+                };
+                pair_i32(w(0), w(1))
+            })
+        })
+        .collect();
     let mut out = vec![0u8; c * out_h * out_w];
     let mut acc = vec![0i32; out_w];
     let mut out_rows = out.chunks_exact_mut(out_w);
@@ -215,12 +231,9 @@ fn bilinear_u8_loops(
             let wts = &taps.weights_i[y * taps.stride..y * taps.stride + n];
             #[cfg(target_arch = "x86_64")]
             if let Some(simd) = cpu.avx2() {
-                // torch's int16 weights, as below.
-                let wts: Vec<i16> = wts
-                    .iter()
-                    .map(|&w| i16::try_from(w).unwrap_or(i16::MAX))
-                    .collect();
-                avx2::vertical_row(simd, plane, out_w, s, &wts, round, taps.precision, out_row);
+                let pairs = &vertical_pairs[y * pairs_per_row..];
+                let (prec, round) = (taps.precision, round);
+                avx2::vertical_row(simd, plane, out_w, s, n, pairs, round, prec, out_row);
                 continue;
             }
             for (k, &wt) in wts.iter().enumerate() {

@@ -128,9 +128,9 @@ pub(super) fn horizontal<const P: usize>(
     }
 }
 
-/// Vertical filter of one output row: `out[x] = sum_t rows[t][x] * weights[t]`, rounded and
-/// shifted, for the `weights.len()` input rows starting at row `first` of `plane` (`width`
-/// values per row).
+/// Vertical filter of one output row: `out[x] = sum_t plane[first + t][x] * w_t`, rounded and
+/// shifted, where the weights `w_t` come in pairs as in [`horizontal`] (`taps` of them, so an
+/// odd last tap has a zero partner) and `plane` has `width` values per row.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(super) fn vertical_row(
@@ -138,24 +138,28 @@ pub(super) fn vertical_row(
     plane: &[u8],
     width: usize,
     first: usize,
-    weights: &[i16],
+    taps: usize,
+    pair_weights: &[i32],
     round: i32,
     precision: u32,
     out: &mut [u8],
 ) {
-    let row = |k: usize| &plane[(first + k) * width..(first + k + 1) * width];
-    let n = weights.len();
+    let rows = &plane[first * width..(first + taps) * width];
+    let row = |k: usize| &rows[k * width..(k + 1) * width];
     let shift = simd.sse2._mm_cvtsi32_si128(precision as i32);
     let round_v = simd.avx._mm256_set1_epi32(round);
     let whole = width - width % 16;
     for x in (0..whole).step_by(16) {
         let (mut lo, mut hi) = (round_v, round_v);
-        for t in (0..n).step_by(2) {
+        for (t, &w) in (0..taps).step_by(2).zip(pair_weights) {
             let a = load16(row(t), x);
-            // An odd last tap pairs with its own row and a zero weight.
-            let b = if t + 1 < n { load16(row(t + 1), x) } else { a };
-            let w1 = weights.get(t + 1).copied().unwrap_or(0);
-            let w = simd.avx._mm256_set1_epi32(super::pair_i32(weights[t], w1));
+            // An odd last tap pairs with its own row, with a zero weight.
+            let b = if t + 1 < taps {
+                load16(row(t + 1), x)
+            } else {
+                a
+            };
+            let w = simd.avx._mm256_set1_epi32(w);
             let l = simd
                 .avx2
                 ._mm256_cvtepu8_epi16(simd.sse2._mm_unpacklo_epi8(a, b));
@@ -183,8 +187,12 @@ pub(super) fn vertical_row(
     }
     for (x, o) in out.iter_mut().enumerate().take(width).skip(whole) {
         let mut acc = round;
-        for (t, &w) in weights.iter().enumerate() {
-            acc += i32::from(row(t)[x]) * i32::from(w);
+        for (t, &w) in (0..taps).step_by(2).zip(pair_weights) {
+            let (w0, w1) = (i32::from(w as i16), w >> 16);
+            acc += i32::from(row(t)[x]) * w0;
+            if t + 1 < taps {
+                acc += i32::from(row(t + 1)[x]) * w1;
+            }
         }
         *o = (acc >> precision).min(255) as u8;
     }
