@@ -339,7 +339,7 @@ impl<'a> Imagenet<'a> {
         let fill_u8 = [0, 1, 2]
             .map(|c| fill32[if fill32.len() == 3 { c } else { 0 }].round_ties_even() as u8);
         let fill_out = [0, 1, 2].map(|c| norm_value(fill_u8[c], self.mean[c], self.std[c]));
-        let map = crate::functional::rotate_nearest_map(oh, ow, angle, flip);
+        let map = crate::functional::NearestMap::new(oh, ow, angle, flip);
         let out = crate::simd::dispatch(
             #[inline(always)]
             |fma| -> Result<Vec<f32>> {
@@ -350,30 +350,59 @@ impl<'a> Imagenet<'a> {
                 let plane = oh * ow;
                 let src = resized.as_slice();
                 let mut out = vec![0.0f32; 3 * plane];
-                // The three channels per map entry: one read and one check of the map.
+                // The three channels per map entry: one read and one check of the map, one
+                // load of the pixel, which is why the planes are interleaved first.
                 let (o0, rest) = out.split_at_mut(plane);
                 let (o1, o2) = rest.split_at_mut(plane);
                 let (s0, rest) = src.split_at(plane);
                 let (s1, s2) = rest.split_at(plane);
-                let s2 = &s2[..plane];
-                let outs = o0.iter_mut().zip(o1.iter_mut()).zip(o2.iter_mut());
-                for (((o0, o1), o2), &m) in outs.zip(&map) {
-                    let m = m as usize;
-                    // u32::MAX: outside the rotated image.
-                    (*o0, *o1, *o2) = if m < plane {
-                        (
-                            luts[0][usize::from(s0[m])],
-                            luts[1][usize::from(s1[m])],
-                            luts[2][usize::from(s2[m])],
-                        )
-                    } else {
-                        (fill_out[0], fill_out[1], fill_out[2])
-                    };
+                let rgbx: Vec<u32> = s0
+                    .iter()
+                    .zip(s1)
+                    .zip(s2)
+                    .map(
+                        #[inline(always)]
+                        |((&r, &g), &b)| u32::from_le_bytes([r, g, b, 0]),
+                    )
+                    .collect();
+                // The rotation map a row at a time, used while it is in the L1 cache.
+                let mut map_row = vec![0u32; ow];
+                let rows = o0.chunks_exact_mut(ow).zip(o1.chunks_exact_mut(ow));
+                for (y, ((o0, o1), o2)) in rows.zip(o2.chunks_exact_mut(ow)).enumerate() {
+                    map.row(y, &mut map_row);
+                    gather_row(&map_row, &rgbx, &luts, fill_out, [o0, o1, o2]);
                 }
                 Ok(out)
             },
         )?;
         Ok(Image::from_vec_unchecked(out, 3, oh, ow))
+    }
+}
+
+/// One output row of the ImageNet path: the source pixel (RGB in the low bytes) of each map
+/// entry (`u32::MAX`: the fill) through the channel tables. Scalar loads either way, so it is its own small function
+/// (not inlined into the AVX2 copy, where the surrounding code left it short of registers).
+#[inline(never)]
+fn gather_row(
+    map: &[u32],
+    rgbx: &[u32],
+    luts: &[[f32; 256]; 3],
+    fill: [f32; 3],
+    out: [&mut [f32]; 3],
+) {
+    let [o0, o1, o2] = out;
+    let outs = o0.iter_mut().zip(o1.iter_mut()).zip(o2.iter_mut());
+    for (((o0, o1), o2), &m) in outs.zip(map) {
+        (*o0, *o1, *o2) = if let Some(&px) = rgbx.get(m as usize) {
+            let [r, g, b, _] = px.to_le_bytes();
+            (
+                luts[0][usize::from(r)],
+                luts[1][usize::from(g)],
+                luts[2][usize::from(b)],
+            )
+        } else {
+            (fill[0], fill[1], fill[2])
+        };
     }
 }
 

@@ -20,7 +20,7 @@ pub(crate) use mix::{cutmix_lambda, smoothed_mix_targets};
 pub(crate) use resize::axis_matrix;
 pub use resize::{CropBox, Interpolation, resize, resized_crop};
 pub use rotate::rotate;
-pub(crate) use rotate::{expanded_size, grid_rows, inverse_matrix, rotate_nearest_map};
+pub(crate) use rotate::{NearestMap, expanded_size, grid_rows, inverse_matrix};
 
 /// ImageNet channel means, the usual `normalize` parameters.
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];

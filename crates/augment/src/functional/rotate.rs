@@ -138,73 +138,124 @@ pub(crate) fn grid_rows(m: &[f64; 6], h: usize, w: usize) -> ([f32; 3], [f32; 3]
     )
 }
 
-/// For nearest rotation about the centre without `expand`, of an `h x w` image that is first
-/// mirrored left to right if `flip`: the source index `y * w + x` (in the unmirrored image) of
-/// every output pixel, row-major, or `u32::MAX` where [`rotate`] takes the fill value. The
-/// coordinates are computed with exactly the f32 operations of [`rotate`], including its
-/// exact paths for multiples of 90°. `angle` must be finite.
+/// The whole [`NearestMap`], row-major (the tests compare it with [`rotate`]).
+#[cfg(test)]
 pub(crate) fn rotate_nearest_map(h: usize, w: usize, angle: f64, flip: bool) -> Vec<u32> {
+    let map = NearestMap::new(h, w, angle, flip);
     crate::simd::dispatch(
         #[inline(always)]
-        |_| nearest_map_loops(h, w, angle, flip),
+        |_| {
+            let mut out = vec![0u32; h * w];
+            for (oy, row) in out.chunks_exact_mut(w.max(1)).enumerate() {
+                map.row(oy, row);
+            }
+            out
+        },
     )
 }
 
-#[inline(always)]
-fn nearest_map_loops(h: usize, w: usize, angle: f64, flip: bool) -> Vec<u32> {
-    let src = |y: usize, x: usize| (y * w + if flip { w - 1 - x } else { x }) as u32;
-    let angle = angle.rem_euclid(360.0);
-    // (h, w, y, x) -> source (y, x) of the exact paths.
-    type Exact = fn(usize, usize, usize, usize) -> (usize, usize);
-    let exact: Option<Exact> = if angle == 0.0 {
-        Some(|_, _, y, x| (y, x))
-    } else if angle == 180.0 {
-        Some(|h, w, y, x| (h - 1 - y, w - 1 - x))
-    } else if h == w && angle == 90.0 {
-        Some(|_, w, y, x| (x, w - 1 - y))
-    } else if h == w && angle == 270.0 {
-        Some(|h, _, y, x| (h - 1 - x, y))
-    } else {
-        None
-    };
-    let mut map = Vec::with_capacity(h * w);
-    if let Some(pos) = exact {
-        for y in 0..h {
-            for x in 0..w {
-                let (sy, sx) = pos(h, w, y, x);
-                map.push(src(sy, sx));
+/// For nearest rotation about the centre without `expand`, of an `h x w` image that is first
+/// mirrored left to right if `flip`: the source index `y * w + x` (in the unmirrored image) of
+/// every output pixel, or `u32::MAX` where [`rotate`] takes the fill value, one output row at a
+/// time (used while the row is in the L1 cache). The coordinates are computed with exactly the
+/// f32 operations of [`rotate`], including its exact paths for multiples of 90°.
+#[derive(Debug)]
+pub(crate) struct NearestMap {
+    h: usize,
+    w: usize,
+    flip: bool,
+    kind: MapKind,
+}
+
+/// (h, w, y, x) -> source (y, x) of the exact paths.
+type Exact = fn(usize, usize, usize, usize) -> (usize, usize);
+
+#[derive(Debug)]
+enum MapKind {
+    Exact(Exact),
+    /// The grid rows of [`rotate`], with `bx * r[0]` of every output column precomputed
+    /// (the same product, so the same bits).
+    Rotated {
+        rx: [f32; 3],
+        ry: [f32; 3],
+        col_x: Vec<f32>,
+        col_y: Vec<f32>,
+    },
+}
+
+impl NearestMap {
+    /// `angle` must be finite.
+    pub(crate) fn new(h: usize, w: usize, angle: f64, flip: bool) -> Self {
+        let angle = angle.rem_euclid(360.0);
+        let exact: Option<Exact> = if angle == 0.0 {
+            Some(|_, _, y, x| (y, x))
+        } else if angle == 180.0 {
+            Some(|h, w, y, x| (h - 1 - y, w - 1 - x))
+        } else if h == w && angle == 90.0 {
+            Some(|_, w, y, x| (x, w - 1 - y))
+        } else if h == w && angle == 270.0 {
+            Some(|h, _, y, x| (h - 1 - x, y))
+        } else {
+            None
+        };
+        let kind = match exact {
+            Some(pos) => MapKind::Exact(pos),
+            None => {
+                let rot = (-angle).to_radians();
+                let (sin, cos) = rot.sin_cos();
+                let theta = [cos, sin, 0.0, -sin, cos, 0.0].map(|v| v as f32);
+                let (half_w, half_h) = (0.5 * w as f32, 0.5 * h as f32);
+                let rx = [theta[0] / half_w, theta[1] / half_w, theta[2] / half_w];
+                let ry = [theta[3] / half_h, theta[4] / half_h, theta[5] / half_h];
+                let cx = (w as f32 - 1.0) * 0.5;
+                let bx = (0..w).map(|ox| ox as f32 - cx);
+                MapKind::Rotated {
+                    rx,
+                    ry,
+                    col_x: bx.clone().map(|bx| bx * rx[0]).collect(),
+                    col_y: bx.map(|bx| bx * ry[0]).collect(),
+                }
             }
-        }
-        return map;
+        };
+        Self { h, w, flip, kind }
     }
-    let rot = (-angle).to_radians();
-    let (sin, cos) = rot.sin_cos();
-    let theta = [cos, sin, 0.0, -sin, cos, 0.0].map(|v| v as f32);
-    let (half_w, half_h) = (0.5 * w as f32, 0.5 * h as f32);
-    let rx = [theta[0] / half_w, theta[1] / half_w, theta[2] / half_w];
-    let ry = [theta[3] / half_h, theta[4] / half_h, theta[5] / half_h];
-    let (wi, hi) = (w as i32, h as i32);
-    map.resize(h * w, 0);
-    let cx = (w as f32 - 1.0) * 0.5;
-    // The column term of the index: x, or w - 1 - x for the mirrored image.
-    let (x_base, x_sign) = if flip { (w as i32 - 1, -1) } else { (0, 1) };
-    for (oy, row) in map.chunks_exact_mut(w).enumerate() {
+
+    /// Output row `oy` (`w` entries) into `out`.
+    #[inline(always)]
+    pub(crate) fn row(&self, oy: usize, out: &mut [u32]) {
+        let (h, w, flip) = (self.h, self.w, self.flip);
+        let (rx, ry, col_x, col_y) = match &self.kind {
+            MapKind::Exact(pos) => {
+                for (x, m) in out.iter_mut().enumerate() {
+                    let (sy, sx) = pos(h, w, oy, x);
+                    *m = (sy * w + if flip { w - 1 - sx } else { sx }) as u32;
+                }
+                return;
+            }
+            MapKind::Rotated {
+                rx,
+                ry,
+                col_x,
+                col_y,
+            } => (rx, ry, col_x, col_y),
+        };
+        let (half_w, half_h) = (0.5 * w as f32, 0.5 * h as f32);
+        let (wi, hi) = (w as i32, h as i32);
+        // The column term of the index: x, or w - 1 - x for the mirrored image.
+        let (x_base, x_sign) = if flip { (w as i32 - 1, -1) } else { (0, 1) };
         let by = oy as f32 - (h as f32 - 1.0) * 0.5;
         // Same operations and order as `rotate`: (bx * r0 + by * r1) + r2.
         let (tx, ty) = (by * rx[1], by * ry[1]);
-        for (ox, m) in (0i32..).zip(row.iter_mut()) {
-            // From i32, not usize: i32 -> f32 converts 8 lanes at once, u64 -> f32 does not.
-            let bx = ox as f32 - cx;
-            let gx = bx * rx[0] + tx + rx[2];
-            let gy = bx * ry[0] + ty + ry[2];
+        for ((m, &ax), &ay) in out.iter_mut().zip(col_x).zip(col_y) {
+            let gx = ax + tx + rx[2];
+            let gy = ay + ty + ry[2];
             let (ix, ok_x) = round_even_i32((gx + 1.0) * half_w - 0.5);
             let (iy, ok_y) = round_even_i32((gy + 1.0) * half_h - 0.5);
-            let inside = ok_x && ok_y && ix >= 0 && iy >= 0 && ix < wi && iy < hi;
+            let inside = ok_x & ok_y & (ix >= 0) & (iy >= 0) & (ix < wi) & (iy < hi);
             let idx = iy * wi + x_base + x_sign * ix;
             *m = if inside { idx as u32 } else { u32::MAX };
         }
     }
-    map
 }
 
 /// `(x.round_ties_even() as i32, true)` for `|x| < 2^22`, `(_, false)` otherwise (then `x` is
