@@ -226,16 +226,28 @@ fn bilinear_u8_loops(
     let mut out_rows = out.chunks_exact_mut(out_w);
     for plane in hbuf.chunks_exact(height * out_w) {
         for (y, out_row) in (0..out_h).zip(&mut out_rows) {
-            acc.fill(round);
             let (s, n) = (taps.start[y], taps.len[y]);
-            let wts = &taps.weights_i[y * taps.stride..y * taps.stride + n];
             #[cfg(target_arch = "x86_64")]
             if let Some(simd) = cpu.avx2() {
                 let pairs = &vertical_pairs[y * pairs_per_row..];
-                let (prec, round) = (taps.precision, round);
-                avx2::vertical_row(simd, plane, out_w, s, n, pairs, round, prec, out_row);
-                continue;
+                let prec = taps.precision;
+                macro_rules! pairs {
+                    ($($p:literal)*) => {
+                        match n.div_ceil(2) {
+                            $($p => {
+                                avx2::vertical_row::<$p>(
+                                    simd, plane, out_w, s, n, pairs, round, prec, out_row,
+                                );
+                                continue;
+                            })*
+                            _ => {}
+                        }
+                    };
+                }
+                pairs!(1 2 3 4 5 6 7 8 9 10 11 12);
             }
+            acc.fill(round);
+            let wts = &taps.weights_i[y * taps.stride..y * taps.stride + n];
             for (k, &wt) in wts.iter().enumerate() {
                 let row = &plane[(s + k) * out_w..(s + k + 1) * out_w];
                 // 16-bit operands (torch's int16 weights): 16x16-bit vector multiplies.

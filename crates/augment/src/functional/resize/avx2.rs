@@ -129,11 +129,11 @@ pub(super) fn horizontal<const P: usize>(
 }
 
 /// Vertical filter of one output row: `out[x] = sum_t plane[first + t][x] * w_t`, rounded and
-/// shifted, where the weights `w_t` come in pairs as in [`horizontal`] (`taps` of them, so an
-/// odd last tap has a zero partner) and `plane` has `width` values per row.
+/// shifted, where the weights `w_t` come in `NP` pairs as in [`horizontal`] (`taps` of them, so
+/// an odd last tap has a zero partner) and `plane` has `width` values per row.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub(super) fn vertical_row(
+pub(super) fn vertical_row<const NP: usize>(
     simd: V3,
     plane: &[u8],
     width: usize,
@@ -144,22 +144,56 @@ pub(super) fn vertical_row(
     precision: u32,
     out: &mut [u8],
 ) {
-    let rows = &plane[first * width..(first + taps) * width];
-    let row = |k: usize| &rows[k * width..(k + 1) * width];
+    let row = |k: usize| &plane[(first + k) * width..(first + k + 1) * width];
+    // The rows and weights of each pair, set up once for the whole row.
+    let mut upper = [&plane[..0]; NP];
+    let mut lower = [&plane[..0]; NP];
+    let mut weights = [simd.avx._mm256_setzero_si256(); NP];
+    for (j, &w) in pair_weights.iter().take(NP).enumerate() {
+        upper[j] = row(2 * j);
+        // An odd last tap pairs with its own row, with a zero weight.
+        lower[j] = row((2 * j + 1).min(taps - 1));
+        weights[j] = simd.avx._mm256_set1_epi32(w);
+    }
     let shift = simd.sse2._mm_cvtsi32_si128(precision as i32);
     let round_v = simd.avx._mm256_set1_epi32(round);
+    let a2 = simd.avx2;
+    let zero = simd.avx._mm256_setzero_si256();
+    let wide = width - width % 32;
+    for x in (0..wide).step_by(32) {
+        // Per 128-bit lane (pixels 0-15 | 16-31): interleave the two rows' bytes, widen to
+        // 16 bits with zeros, multiply-add. acc[k] holds pixels 4k..4k+4 | 16+4k..16+4k+4,
+        // an order the lane-wise packs below undo.
+        let mut acc = [round_v; 4];
+        for j in 0..NP {
+            let (a, b) = (load32(upper[j], x), load32(lower[j], x));
+            let (il, ih) = (a2._mm256_unpacklo_epi8(a, b), a2._mm256_unpackhi_epi8(a, b));
+            let px = [
+                a2._mm256_unpacklo_epi8(il, zero),
+                a2._mm256_unpackhi_epi8(il, zero),
+                a2._mm256_unpacklo_epi8(ih, zero),
+                a2._mm256_unpackhi_epi8(ih, zero),
+            ];
+            for (acc, px) in acc.iter_mut().zip(px) {
+                *acc = a2._mm256_add_epi32(*acc, a2._mm256_madd_epi16(px, weights[j]));
+            }
+        }
+        let acc = acc.map(
+            #[inline(always)]
+            |a| a2._mm256_sra_epi32(a, shift),
+        );
+        // The packs saturate to 0..=255, torch's clamp.
+        let bytes = a2._mm256_packus_epi16(
+            a2._mm256_packus_epi32(acc[0], acc[1]),
+            a2._mm256_packus_epi32(acc[2], acc[3]),
+        );
+        out[x..x + 32].copy_from_slice(&cast::<__m256i, [u8; 32]>(bytes));
+    }
     let whole = width - width % 16;
-    for x in (0..whole).step_by(16) {
+    for x in (wide..whole).step_by(16) {
         let (mut lo, mut hi) = (round_v, round_v);
-        for (t, &w) in (0..taps).step_by(2).zip(pair_weights) {
-            let a = load16(row(t), x);
-            // An odd last tap pairs with its own row, with a zero weight.
-            let b = if t + 1 < taps {
-                load16(row(t + 1), x)
-            } else {
-                a
-            };
-            let w = simd.avx._mm256_set1_epi32(w);
+        for j in 0..NP {
+            let (a, b) = (load16(upper[j], x), load16(lower[j], x));
             let l = simd
                 .avx2
                 ._mm256_cvtepu8_epi16(simd.sse2._mm_unpacklo_epi8(a, b));
@@ -168,10 +202,10 @@ pub(super) fn vertical_row(
                 ._mm256_cvtepu8_epi16(simd.sse2._mm_unpackhi_epi8(a, b));
             lo = simd
                 .avx2
-                ._mm256_add_epi32(lo, simd.avx2._mm256_madd_epi16(l, w));
+                ._mm256_add_epi32(lo, simd.avx2._mm256_madd_epi16(l, weights[j]));
             hi = simd
                 .avx2
-                ._mm256_add_epi32(hi, simd.avx2._mm256_madd_epi16(h, w));
+                ._mm256_add_epi32(hi, simd.avx2._mm256_madd_epi16(h, weights[j]));
         }
         let lo = simd.avx2._mm256_sra_epi32(lo, shift);
         let hi = simd.avx2._mm256_sra_epi32(hi, shift);
@@ -196,6 +230,13 @@ pub(super) fn vertical_row(
         }
         *o = (acc >> precision).min(255) as u8;
     }
+}
+
+/// 32 bytes of `s` from `at` (in range by the callers' bounds).
+#[inline(always)]
+fn load32(s: &[u8], at: usize) -> __m256i {
+    let bytes: [u8; 32] = s[at..at + 32].try_into().unwrap_or([0; 32]);
+    cast(bytes)
 }
 
 /// 16 bytes of `s` from `at` (in range by the callers' bounds).
