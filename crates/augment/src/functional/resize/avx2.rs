@@ -9,8 +9,9 @@ use std::arch::x86_64::{__m128i, __m256i};
 use pulp::bytemuck::cast;
 use pulp::x86::V3;
 
-/// Horizontal filter of the rows of `src` starting at `row_starts` (`width` values each), 8
-/// rows at a time, into `out` (`start.len()` values per row, in the same order).
+/// Horizontal filter of the rows of `src` starting at `row_starts` (`width` values each, a
+/// multiple of 8 rows), into `out` (`start.len()` values per row, in the same order): 16 rows
+/// at a time, then 8.
 ///
 /// `start` and `pair_weights` are [`super::FixedTaps`]' windows: `pair_weights` holds `P`
 /// pairs per output position, each as one i32 `w0 | w1 << 16` (the lane pair of `pmaddwd`).
@@ -29,91 +30,130 @@ pub(super) fn horizontal<const P: usize>(
     out: &mut [u8],
 ) {
     let n_out = start.len();
-    // Pair x: columns x and x + 1 of the 8 rows, interleaved row by row (row 0 at x, at x + 1,
-    // row 1 ...); past the last column comes a zero column, only ever met with a zero weight.
-    let mut pairs = vec![simd.sse2._mm_setzero_si128(); width];
-    const INTERLEAVE: [u8; 16] = [0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15];
-    let interleave = cast::<[u8; 16], __m128i>(INTERLEAVE);
-    let pair = |two_cols: __m128i| simd.ssse3._mm_shuffle_epi8(two_cols, interleave);
-    let shift = simd.sse2._mm_cvtsi32_si128(precision as i32);
-    let round = simd.avx._mm256_set1_epi32(round);
-    let whole = width - width % 16;
-    for (block, out) in row_starts
-        .chunks_exact(8)
-        .zip(out.chunks_exact_mut(8 * n_out))
-    {
+    let taps = Taps {
+        start,
+        pair_weights,
+        round: simd.avx._mm256_set1_epi32(round),
+        shift: simd.sse2._mm_cvtsi32_si128(precision as i32),
+    };
+    let rows = |block: &[usize]| -> [&[u8]; 8] {
         let mut rows: [&[u8]; 8] = [&[]; 8];
         for (r, &s) in rows.iter_mut().zip(block) {
             *r = &src[s..s + width];
         }
-        // 16 columns at a time, in registers (through memory, the loads of the odd pairs
-        // would straddle two stores and stall).
-        let mut prev = simd.sse2._mm_setzero_si128();
-        for x0 in (0..whole).step_by(16) {
-            let mut a = [simd.sse2._mm_setzero_si128(); 8];
-            for (v, row) in a.iter_mut().zip(rows) {
-                *v = load16(row, x0);
-            }
-            let t = transpose_8x16(simd, a);
-            if x0 > 0 {
-                pairs[x0 - 1] = pair(simd.ssse3._mm_alignr_epi8::<8>(t[0], prev));
-            }
-            let p = &mut pairs[x0..x0 + 16];
-            for j in 0..8 {
-                p[2 * j] = pair(t[j]);
-            }
-            for j in 0..7 {
-                p[2 * j + 1] = pair(simd.ssse3._mm_alignr_epi8::<8>(t[j + 1], t[j]));
-            }
-            prev = t[7];
-        }
-        // From the last column done on: that column, the rest, the zero column, as bytes.
-        let first = whole.saturating_sub(1);
-        let mut cols = [0u8; 8 * 17];
-        if whole > 0 {
-            cols[..8].copy_from_slice(&cast::<__m128i, [u8; 16]>(prev)[8..]);
-        }
-        for x in whole..width {
-            for (r, row) in rows.iter().enumerate() {
-                cols[8 * (x - first) + r] = row[x];
-            }
-        }
-        for (x, p) in pairs.iter_mut().enumerate().skip(first) {
-            *p = pair(load16(&cols, 8 * (x - first)));
-        }
+        rows
+    };
+    let zero = simd.sse2._mm_setzero_si128();
+    let mut pairs = vec![[zero; 2]; width];
+    let sixteen = row_starts.len() - row_starts.len() % 16;
+    for (block, out) in row_starts[..sixteen]
+        .chunks_exact(16)
+        .zip(out.chunks_exact_mut(16 * n_out))
+    {
+        fill_pairs(simd, rows(&block[..8]), &mut pairs, 0);
+        fill_pairs(simd, rows(&block[8..]), &mut pairs, 1);
+        filter_block::<P, 2>(simd, &pairs, &taps, out);
+    }
+    let mut pairs = vec![[zero; 1]; width];
+    for (block, out) in row_starts[sixteen..]
+        .chunks_exact(8)
+        .zip(out[sixteen * n_out..].chunks_exact_mut(8 * n_out))
+    {
+        fill_pairs(simd, rows(block), &mut pairs, 0);
+        filter_block::<P, 1>(simd, &pairs, &taps, out);
+    }
+}
 
-        let mut out_rows = [
-            &mut [][..],
-            &mut [],
-            &mut [],
-            &mut [],
-            &mut [],
-            &mut [],
-            &mut [],
-            &mut [],
-        ];
-        for (dst, row) in out_rows.iter_mut().zip(out.chunks_exact_mut(n_out)) {
-            *dst = row;
+/// One axis' taps for [`filter_block`].
+struct Taps<'a> {
+    start: &'a [usize],
+    pair_weights: &'a [i32],
+    round: __m256i,
+    shift: __m128i,
+}
+
+/// Group `g` of `pairs[x]`: columns x and x + 1 of the 8 `rows`, interleaved row by row
+/// (row 0 at x, at x + 1, row 1 ...); past the last column comes a zero column, only ever met
+/// with a zero weight.
+#[inline(always)]
+fn fill_pairs<const G: usize>(simd: V3, rows: [&[u8]; 8], pairs: &mut [[__m128i; G]], g: usize) {
+    const INTERLEAVE: [u8; 16] = [0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15];
+    let interleave = cast::<[u8; 16], __m128i>(INTERLEAVE);
+    let pair = |two_cols: __m128i| simd.ssse3._mm_shuffle_epi8(two_cols, interleave);
+    let width = pairs.len();
+    let whole = width - width % 16;
+    // 16 columns at a time, in registers (through memory, the loads of the odd pairs would
+    // straddle two stores and stall).
+    let mut prev = simd.sse2._mm_setzero_si128();
+    for x0 in (0..whole).step_by(16) {
+        let mut a = [simd.sse2._mm_setzero_si128(); 8];
+        for (v, row) in a.iter_mut().zip(rows) {
+            *v = load16(row, x0);
         }
-        for x0 in (0..n_out).step_by(8) {
-            let mut acc = [round; 8];
-            for (i, a) in acc.iter_mut().enumerate() {
-                // The last group repeats the last position for the lanes past the end.
-                let o = (x0 + i).min(n_out - 1);
-                let s = start[o];
-                let wts = &pair_weights[o * P..o * P + P];
-                let window = &pairs[s..s + 2 * P - 1];
-                for (t, &w) in wts.iter().enumerate() {
-                    let px = simd.avx2._mm256_cvtepu8_epi16(window[2 * t]);
-                    let w = simd.avx._mm256_set1_epi32(w);
-                    *a = simd
-                        .avx2
-                        ._mm256_add_epi32(*a, simd.avx2._mm256_madd_epi16(px, w));
+        let t = transpose_8x16(simd, a);
+        if x0 > 0 {
+            pairs[x0 - 1][g] = pair(simd.ssse3._mm_alignr_epi8::<8>(t[0], prev));
+        }
+        let p = &mut pairs[x0..x0 + 16];
+        for j in 0..8 {
+            p[2 * j][g] = pair(t[j]);
+        }
+        for j in 0..7 {
+            p[2 * j + 1][g] = pair(simd.ssse3._mm_alignr_epi8::<8>(t[j + 1], t[j]));
+        }
+        prev = t[7];
+    }
+    // From the last column done on: that column, the rest, the zero column, as bytes.
+    let first = whole.saturating_sub(1);
+    let mut cols = [0u8; 8 * 17];
+    if whole > 0 {
+        cols[..8].copy_from_slice(&cast::<__m128i, [u8; 16]>(prev)[8..]);
+    }
+    for x in whole..width {
+        for (r, row) in rows.iter().enumerate() {
+            cols[8 * (x - first) + r] = row[x];
+        }
+    }
+    for (x, p) in pairs.iter_mut().enumerate().skip(first) {
+        p[g] = pair(load16(&cols, 8 * (x - first)));
+    }
+}
+
+/// Filters `8 * G` rows whose column pairs are in `pairs` into `out` (`8 * G` rows of
+/// `taps.start.len()` values): each output position takes one broadcast of each weight pair for
+/// all the rows.
+#[inline(always)]
+fn filter_block<const P: usize, const G: usize>(
+    simd: V3,
+    pairs: &[[__m128i; G]],
+    taps: &Taps<'_>,
+    out: &mut [u8],
+) {
+    let n_out = taps.start.len();
+    let a2 = simd.avx2;
+    for x0 in (0..n_out).step_by(8) {
+        let mut acc = [[taps.round; 8]; G];
+        for i in 0..8 {
+            // The last group repeats the last position for the lanes past the end.
+            let o = (x0 + i).min(n_out - 1);
+            let s = taps.start[o];
+            let wts = &taps.pair_weights[o * P..o * P + P];
+            let window = &pairs[s..s + 2 * P - 1];
+            let mut a = [taps.round; G];
+            for (t, &w) in wts.iter().enumerate() {
+                let w = simd.avx._mm256_set1_epi32(w);
+                for (a, &px) in a.iter_mut().zip(&window[2 * t]) {
+                    let px = a2._mm256_cvtepu8_epi16(px);
+                    *a = a2._mm256_add_epi32(*a, a2._mm256_madd_epi16(px, w));
                 }
-                *a = simd.avx2._mm256_sra_epi32(*a, shift);
             }
+            for (acc, a) in acc.iter_mut().zip(a) {
+                acc[i] = a2._mm256_sra_epi32(a, taps.shift);
+            }
+        }
+        for (acc, out) in acc.into_iter().zip(out.chunks_exact_mut(8 * n_out)) {
             let rows8 = transpose_8x8_i32_to_u8(simd, acc);
-            for (row, bytes) in out_rows.iter_mut().zip(rows8) {
+            for (row, bytes) in out.chunks_exact_mut(n_out).zip(rows8) {
                 let bytes = bytes.to_le_bytes();
                 if let Some(dst) = row.get_mut(x0..x0 + 8) {
                     dst.copy_from_slice(&bytes);
