@@ -372,7 +372,7 @@ impl<'a> Imagenet<'a> {
                 let mut map_row = vec![0u32; ow];
                 let rows = o0.chunks_exact_mut(ow).zip(o1.chunks_exact_mut(ow));
                 for (y, ((o0, o1), o2)) in rows.zip(o2.chunks_exact_mut(ow)).enumerate() {
-                    map.row(y, &mut map_row);
+                    map.row(fma, y, &mut map_row);
                     gather_row(&map_row, &rgbx, &luts, fill_out, [o0, o1, o2]);
                 }
                 Ok(out)

@@ -5,6 +5,9 @@ use crate::error::{AugmentError, Result};
 use crate::functional::geometry::per_channel;
 use crate::functional::resize::Interpolation;
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+
 /// Rotates by `angle` degrees counter-clockwise (as displayed) about `center`.
 ///
 /// * `center`: `[x, y]` in pixel-edge coordinates (pixel `(r, c)` has its centre at
@@ -144,10 +147,10 @@ pub(crate) fn rotate_nearest_map(h: usize, w: usize, angle: f64, flip: bool) -> 
     let map = NearestMap::new(h, w, angle, flip);
     crate::simd::dispatch(
         #[inline(always)]
-        |_| {
+        |cpu| {
             let mut out = vec![0u32; h * w];
             for (oy, row) in out.chunks_exact_mut(w.max(1)).enumerate() {
-                map.row(oy, row);
+                map.row(cpu, oy, row);
             }
             out
         },
@@ -222,7 +225,7 @@ impl NearestMap {
 
     /// Output row `oy` (`w` entries) into `out`.
     #[inline(always)]
-    pub(crate) fn row(&self, oy: usize, out: &mut [u32]) {
+    pub(crate) fn row(&self, cpu: crate::simd::Fma, oy: usize, out: &mut [u32]) {
         let (h, w, flip) = (self.h, self.w, self.flip);
         let (rx, ry, col_x, col_y) = match &self.kind {
             MapKind::Exact(pos) => {
@@ -246,7 +249,23 @@ impl NearestMap {
         let by = oy as f32 - (h as f32 - 1.0) * 0.5;
         // Same operations and order as `rotate`: (bx * r0 + by * r1) + r2.
         let (tx, ty) = (by * rx[1], by * ry[1]);
-        for ((m, &ax), &ay) in out.iter_mut().zip(col_x).zip(col_y) {
+        #[allow(unused_mut)]
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if let Some(simd) = cpu.avx2() {
+            let (rx2, ry2) = (rx[2], ry[2]);
+            let t = avx2::RowTerms {
+                tx,
+                ty,
+                rx2,
+                ry2,
+                half_w,
+                half_h,
+            };
+            done = avx2::rotated_row(simd, col_x, col_y, &t, w, h, flip, out);
+        }
+        let cols = out.iter_mut().zip(col_x).zip(col_y).skip(done);
+        for ((m, &ax), &ay) in cols {
             let gx = ax + tx + rx[2];
             let gy = ay + ty + ry[2];
             let (ix, ok_x) = round_even_i32((gx + 1.0) * half_w - 0.5);
