@@ -2,8 +2,9 @@
 //!
 //! Inputs are the conformance photos (`$KINDLING_AUGMENT_REFERENCE/images`, default
 //! `/work/shared/conformance/augment/images`): P1 = CIFAR pipeline on 32x32 RGB u8, P2 =
-//! ImageNet pipeline on 500x375 photos (both to normalised f32 CHW). `*/op_by_op` runs the
-//! same transforms without the fused path (nested in an inner `Compose`), for comparison.
+//! ImageNet pipeline on 500x375 photos (both to normalised f32 CHW); `resize_u8_500x375` is
+//! P2's resize alone. `*/op_by_op` runs the same transforms without the fused path (nested in
+//! an inner `Compose`), for comparison.
 //! Each iteration uses the next sample index, so the random parameters vary as in training.
 //! `p1_tensor_flex/batchN` runs P1 on a `[N, 3, 32, 32]` tensor on flex with per-sample
 //! parameters (`batched::augment_batch`: on flex, the CPU kernels in host memory over rayon),
@@ -172,10 +173,37 @@ fn bench(c: &mut Criterion) {
 
     let big = images("500x375");
     let p2 = pipelines::imagenet();
+    resampler(c, &big);
     let mut g = c.benchmark_group("p2_imagenet_500x375");
     single(&mut g, "single", &p2, &big);
     single(&mut g, "op_by_op", &op_by_op(&p2), &big);
     batch(&mut g, &p2, &big, 32);
+    g.finish();
+}
+
+/// P2's first step alone: the antialiased u8 resize of a crop to 224x224 (the AVX2 kernels,
+/// where the CPU has them), over three crops of RandomResizedCrop's typical sizes.
+fn resampler(c: &mut Criterion, imgs: &[Image<u8>]) {
+    use kindling_augment::functional::{CropBox, Interpolation, resized_crop};
+    let boxes = [(10, 30, 300, 320), (0, 0, 375, 500), (50, 100, 150, 180)].map(
+        |(top, left, height, width)| CropBox {
+            top,
+            left,
+            height,
+            width,
+        },
+    );
+    let mut g = c.benchmark_group("resize_u8_500x375");
+    g.throughput(Throughput::Elements(1));
+    let mut i = 0usize;
+    g.bench_function("resized_crop_224", |b| {
+        b.iter(|| {
+            i += 1;
+            let (img, crop) = (&imgs[i % imgs.len()], boxes[i % boxes.len()]);
+            let out = resized_crop(img, crop, [224, 224], Interpolation::Bilinear, true);
+            black_box(out.expect("the boxes lie inside the photos"))
+        })
+    });
     g.finish();
 }
 
