@@ -32,13 +32,13 @@ use crate::error::{AugmentError, Result};
 use crate::functional::{self as f, Interpolation, PaddingMode};
 use crate::simd::Fma;
 use crate::transforms::jitter;
-#[cfg(target_arch = "x86_64")]
-mod avx2;
-
 use crate::transforms::{
     Augment, ColorJitter, Context, Normalize, RandomCrop, RandomHorizontalFlip, RandomResizedCrop,
     RandomRotation, Sample, Transform,
 };
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 
 /// Runs the fused path if `transforms` and `sample` have one of the supported shapes;
 /// otherwise gives the sample back untouched (no parameter drawn).
@@ -383,8 +383,8 @@ impl<'a> Imagenet<'a> {
 }
 
 /// One output row of the ImageNet path: the source pixel (RGB in the low bytes) of each map
-/// entry (`u32::MAX`: the fill) through the channel tables. Scalar loads either way, so it is its own small function
-/// (not inlined into the AVX2 copy, where the surrounding code left it short of registers).
+/// entry (`u32::MAX`: the fill) through the channel tables. Scalar loads either way, so it is
+/// its own small function (inlined into the AVX2 copy, it ran short of registers there).
 #[inline(never)]
 fn gather_row(
     map: &[u32],

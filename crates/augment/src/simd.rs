@@ -10,8 +10,9 @@
 /// How the running copy computes a fused multiply-add: with the FMA instruction in the
 /// AVX2 copy, emulated exactly with f64 operations in the baseline one (where `mul_add` is
 /// a slow library call). Both give the correctly rounded `a * b + c`.
-/// In the AVX2 copy it also carries pulp's proof of the CPU features, which makes the
-/// AVX2 intrinsics safe to call (the explicit kernels of `functional::resize`).
+/// In the AVX2 copy it also carries pulp's proof of the CPU features, which makes pulp's
+/// AVX2 intrinsic wrappers safe to call (the explicit kernels in the `avx2` modules of
+/// `functional::resize`, `functional::rotate` and `fast`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Fma(Option<Avx2>);
 
