@@ -447,7 +447,7 @@ fn color_levels(
             }
             1 => {
                 crate::error::check_range("contrast_factor", x, 0.0, f64::MAX)?;
-                let sum = gray_sum(fma, img, win, fill, &levels, brightness);
+                let sum = gray_sum(fma, img, win, fill, brightness);
                 let n = (win.height * win.width) as f32;
                 let m = sum as f64 as f32 / n;
                 let r = x as f32;
@@ -502,19 +502,18 @@ fn output_tables(levels: &[u8; 256], mean: [f32; 3], std: [f32; 3], lut: &mut [[
     }
 }
 
-/// Sum of the floored grayscale over the window, source levels mapped through `levels`,
-/// padding pixels having the (mapped) fill values. `levels` is the identity, or the brightness
-/// map of factor `brightness`, which is computed per pixel (it vectorises; a table lookup
-/// does not).
+/// Sum of the floored grayscale over the window, padding pixels having the fill values, all
+/// levels first through the brightness adjustment of factor `brightness` when given (computed
+/// per pixel: it vectorises, a table lookup does not).
 #[inline(always)]
 fn gray_sum(
     fma: Fma,
     img: &Image<u8>,
     win: &Window,
     fill: [u8; 3],
-    levels: &[u8; 256],
     brightness: Option<f32>,
 ) -> u64 {
+    let adjust = |v: u8| brightness.map_or(v, |fx| clamp_trunc_u8(f32::from(v) * fx));
     let [_, h, w] = img.shape();
     let ys = win.y0.clamp(0, h as isize) as usize
         ..(win.y0 + win.height as isize).clamp(0, h as isize) as usize;
@@ -557,7 +556,7 @@ fn gray_sum(
     }
     let padding = (win.height * win.width - inside) as u64;
     if padding > 0 {
-        let [fr, fg, fb] = fill.map(|v| levels[usize::from(v)]);
+        let [fr, fg, fb] = fill.map(adjust);
         sum += padding * u64::from(gray_floor(fr, fg, fb));
     }
     sum
@@ -782,10 +781,6 @@ mod tests {
             .collect();
         let img = Image::from_vec_unchecked(data, 3, 256, 256);
         for brightness in [None, Some(0.0f32), Some(0.8), Some(1.2), Some(3.7)] {
-            let mut levels: [u8; 256] = std::array::from_fn(|v| v as u8);
-            if let Some(fx) = brightness {
-                levels = levels.map(|l| clamp_trunc_u8(f32::from(l) * fx));
-            }
             for (x0, width) in [(0, 256), (3, 250), (-2, 13)] {
                 let win = Window {
                     y0: 0,
@@ -794,10 +789,10 @@ mod tests {
                     width,
                 };
                 let fill = [9, 200, 31];
-                let base = gray_sum(Fma::EMULATED, &img, &win, fill, &levels, brightness);
+                let base = gray_sum(Fma::EMULATED, &img, &win, fill, brightness);
                 let fast = crate::simd::dispatch(
                     #[inline(always)]
-                    |fma| gray_sum(fma, &img, &win, fill, &levels, brightness),
+                    |fma| gray_sum(fma, &img, &win, fill, brightness),
                 );
                 assert_eq!(base, fast, "{brightness:?} {x0} {width}");
             }

@@ -281,6 +281,13 @@ fn run_on_host(
     use crate::Augment;
     use rayon::prelude::*;
     let plane = c * h * w;
+    let floats: &[f32] = match &input {
+        HostBatch::U8(_) => &[],
+        // `host_batch` has checked the element type: the error cannot occur.
+        HostBatch::F32(d) => d.as_slice().map_err(|e| {
+            AugmentError::unsupported("augment_batch", &[n, c, h, w], format!("{e:?}"))
+        })?,
+    };
     let sample = |i: usize| match &input {
         HostBatch::U8(b) => Sample::U8(Image::from_vec_unchecked(
             b[i * plane..(i + 1) * plane].to_vec(),
@@ -288,8 +295,8 @@ fn run_on_host(
             h,
             w,
         )),
-        HostBatch::F32(d) => Sample::F32(Image::from_vec_unchecked(
-            d.as_slice::<f32>().expect("checked f32")[i * plane..(i + 1) * plane].to_vec(),
+        HostBatch::F32(_) => Sample::F32(Image::from_vec_unchecked(
+            floats[i * plane..(i + 1) * plane].to_vec(),
             c,
             h,
             w,

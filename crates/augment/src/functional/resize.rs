@@ -205,22 +205,17 @@ fn bilinear_u8_loops(
     }
     let taps = AxisTaps::bilinear(height, out_h, antialias);
     let round = taps.round();
-    // The AVX2 kernel's weight pairs, `pairs_per_row` per output row.
+    // The AVX2 kernel's weight pairs (only in the AVX2 copy), `pairs_per_row` per output row.
     #[cfg(target_arch = "x86_64")]
     let pairs_per_row = taps.stride.div_ceil(2);
     #[cfg(target_arch = "x86_64")]
-    let vertical_pairs: Vec<i32> = (0..out_h)
-        .flat_map(|y| {
-            let wts = &taps.weights_i[y * taps.stride..(y + 1) * taps.stride];
-            wts.chunks(2).map(|p| {
-                let w = |i: usize| {
-                    p.get(i)
-                        .map_or(0, |&w| i16::try_from(w).unwrap_or(i16::MAX))
-                };
-                pair_i32(w(0), w(1))
-            })
-        })
-        .collect();
+    let vertical_pairs: Vec<i32> = match cpu.avx2() {
+        Some(_) => {
+            let weights: Vec<i16> = taps.weights_i.iter().map(|&w| int16(w)).collect();
+            weight_pairs(&weights, taps.stride)
+        }
+        None => Vec::new(),
+    };
     let mut out = vec![0u8; c * out_h * out_w];
     let mut acc = vec![0i32; out_w];
     let mut out_rows = out.chunks_exact_mut(out_w);
@@ -251,7 +246,7 @@ fn bilinear_u8_loops(
             for (k, &wt) in wts.iter().enumerate() {
                 let row = &plane[(s + k) * out_w..(s + k + 1) * out_w];
                 // 16-bit operands (torch's int16 weights): 16x16-bit vector multiplies.
-                let wt = i16::try_from(wt).unwrap_or(i16::MAX);
+                let wt = int16(wt);
                 for (a, &v) in acc.iter_mut().zip(row) {
                     *a += i32::from(i16::from(v)) * i32::from(wt);
                 }
@@ -264,9 +259,27 @@ fn bilinear_u8_loops(
     Image::from_vec_unchecked(out, c, out_h, out_w)
 }
 
-/// Two 16-bit weights as one i32, `w0` in the low half (the lane pair of `pmaddwd`).
-fn pair_i32(w0: i16, w1: i16) -> i32 {
-    i32::from(w0 as u16) | (i32::from(w1) << 16)
+/// A tap weight as torch's u8 kernel stores it (int16; its weights stay below 2^15).
+#[inline(always)]
+fn int16(w: i32) -> i16 {
+    i16::try_from(w).unwrap_or(i16::MAX)
+}
+
+/// Each `taps`-long row of `weights` in the lane pairs of the AVX2 kernels' `pmaddwd`: taps
+/// `2t` and `2t + 1` (a zero after an odd last tap) as one i32, `w0` in the low half; so
+/// `taps.div_ceil(2)` pairs per row. (Plain loops: iterator adaptors such as `flat_map` are not
+/// inlined into the AVX2 copy and cost more here than the resize they prepare.)
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn weight_pairs(weights: &[i16], taps: usize) -> Vec<i32> {
+    let mut pairs = Vec::with_capacity(weights.len() / taps.max(1) * taps.div_ceil(2));
+    for row in weights.chunks_exact(taps) {
+        for p in row.chunks(2) {
+            let w1 = p.get(1).copied().unwrap_or(0);
+            pairs.push(i32::from(p[0] as u16) | (i32::from(w1) << 16));
+        }
+    }
+    pairs
 }
 
 /// Transposes an 8x8 byte matrix held as 8 little-endian rows: byte `c` of `a[r]` becomes
@@ -311,9 +324,6 @@ struct FixedTaps {
     start: Vec<usize>,
     /// torch's u8 kernel keeps its weights below 2^15 (int16).
     weights: Vec<i16>,
-    /// `weights` in pairs (taps `2t`, `2t + 1`; a zero after an odd last tap), each pair as
-    /// one i32 (the lane pair of the AVX2 kernel's `pmaddwd`), `k.div_ceil(2)` per position.
-    pair_weights: Vec<i32>,
     precision: u32,
     round: i32,
 }
@@ -331,22 +341,14 @@ impl FixedTaps {
             let shift = s - s2;
             for j in 0..n {
                 let wt = taps.weights_i[i * taps.stride + j];
-                weights[i * k + shift + j] = i16::try_from(wt).unwrap_or(i16::MAX);
+                weights[i * k + shift + j] = int16(wt);
             }
             start.push(s2);
         }
-        let pair_weights = weights
-            .chunks_exact(k)
-            .flat_map(|w| {
-                w.chunks(2)
-                    .map(|p| pair_i32(p[0], p.get(1).copied().unwrap_or(0)))
-            })
-            .collect();
         Self {
             k,
             start,
             weights,
-            pair_weights,
             precision: taps.precision,
             round: taps.round(),
         }
@@ -366,6 +368,7 @@ impl FixedTaps {
     ) -> usize {
         let rows = row_starts.len() - row_starts.len() % ROW_BLOCK;
         let out = &mut out[..rows * self.start.len()];
+        let pair_weights = weight_pairs(&self.weights, self.k);
         macro_rules! pairs {
             ($($p:literal)*) => {
                 match self.k.div_ceil(2) {
@@ -375,7 +378,7 @@ impl FixedTaps {
                         width,
                         &row_starts[..rows],
                         &self.start,
-                        &self.pair_weights,
+                        &pair_weights,
                         self.round,
                         self.precision,
                         out,

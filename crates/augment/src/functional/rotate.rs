@@ -204,12 +204,7 @@ impl NearestMap {
         let kind = match exact {
             Some(pos) => MapKind::Exact(pos),
             None => {
-                let rot = (-angle).to_radians();
-                let (sin, cos) = rot.sin_cos();
-                let theta = [cos, sin, 0.0, -sin, cos, 0.0].map(|v| v as f32);
-                let (half_w, half_h) = (0.5 * w as f32, 0.5 * h as f32);
-                let rx = [theta[0] / half_w, theta[1] / half_w, theta[2] / half_w];
-                let ry = [theta[3] / half_h, theta[4] / half_h, theta[5] / half_h];
+                let (rx, ry) = grid_rows(&inverse_matrix(h, w, angle, None), h, w);
                 let cx = (w as f32 - 1.0) * 0.5;
                 let bx = (0..w).map(|ox| ox as f32 - cx);
                 MapKind::Rotated {

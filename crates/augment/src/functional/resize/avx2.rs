@@ -13,8 +13,8 @@ use pulp::x86::V3;
 /// multiple of 8 rows), into `out` (`start.len()` values per row, in the same order): 16 rows
 /// at a time, then 8.
 ///
-/// `start` and `pair_weights` are [`super::FixedTaps`]' windows: `pair_weights` holds `P`
-/// pairs per output position, each as one i32 `w0 | w1 << 16` (the lane pair of `pmaddwd`).
+/// `start` are [`super::FixedTaps`]' windows and `pair_weights` their weights as
+/// [`super::weight_pairs`], `P` pairs per output position.
 /// Every window `start..start + 2P - 1` must lie inside the row.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
@@ -155,13 +155,9 @@ fn filter_block<const P: usize, const G: usize>(
             let rows8 = transpose_8x8_i32_to_u8(simd, acc);
             for (row, bytes) in out.chunks_exact_mut(n_out).zip(rows8) {
                 let bytes = bytes.to_le_bytes();
-                if let Some(dst) = row.get_mut(x0..x0 + 8) {
-                    dst.copy_from_slice(&bytes);
-                } else {
-                    // Byte by byte: a shorter copy here would make both one `memcpy` call.
-                    for (d, b) in row[x0..].iter_mut().zip(bytes) {
-                        *d = b;
-                    }
+                match row.get_mut(x0..x0 + 8) {
+                    Some(dst) => dst.copy_from_slice(&bytes),
+                    None => store_tail(&mut row[x0..], bytes),
                 }
             }
         }
@@ -270,6 +266,15 @@ pub(super) fn vertical_row<const NP: usize>(
         }
         *o = (acc >> precision).min(255) as u8;
     }
+}
+
+/// The last, partial group of a row. Out of line: inlined, the compiler merges it with the
+/// fixed 8-byte store of every other group into one variable-length `memcpy` call.
+#[cold]
+#[inline(never)]
+fn store_tail(dst: &mut [u8], bytes: [u8; 8]) {
+    let n = dst.len().min(8);
+    dst[..n].copy_from_slice(&bytes[..n]);
 }
 
 /// 32 bytes of `s` from `at` (in range by the callers' bounds).
