@@ -546,13 +546,33 @@ fn needs_earlier_files(work: &Path, args: &[String]) -> Result<bool> {
     Ok(false)
 }
 
+/// Flags whose value may be a file of the repository (the shipped pipelines).
+const REPOSITORY_FLAGS: [&str; 2] = ["--train-pipeline", "--eval-pipeline"];
+
+/// `args` with the values of [`REPOSITORY_FLAGS`] that exist in the repository (not in `work`)
+/// made absolute, so the docs' `crates/augment/pipelines/...` are read for real.
+fn repository_files(work: &Path, args: &[String]) -> Vec<String> {
+    let mut args = args.to_vec();
+    for i in 1..args.len() {
+        let (flag, value) = (&args[i - 1], Path::new(&args[i]));
+        if REPOSITORY_FLAGS.contains(&flag.as_str())
+            && !work.join(value).exists()
+            && root().join(value).exists()
+        {
+            args[i] = root().join(value).display().to_string();
+        }
+    }
+    args
+}
+
 /// `kindling train --dry-run` with a documented command's arguments (launcher flags turned
 /// back into what `kindling train` takes), in `work`.
 fn dry_run(binary: &Path, work: &Path, args: &[String]) -> Result<&'static str> {
     if needs_earlier_files(work, args)? {
         return Ok("needs");
     }
-    let launch = parse_launch(args)?;
+    let args = repository_files(work, args);
+    let launch = parse_launch(&args)?;
     let mut cmd = Command::new(binary);
     cmd.arg("train")
         .args(&launch.rest)

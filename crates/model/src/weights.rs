@@ -38,6 +38,10 @@ pub struct LoadOptions {
     /// holding part of a network, like the first convolution only). Unexpected and mis-shaped
     /// tensors are still errors.
     pub allow_missing: bool,
+    /// Fine-tuning: when the file's tensors for the last classifier layer have other shapes
+    /// (a head for another class count), keep this network's fresh head instead of failing.
+    /// Every other parameter must still match.
+    pub replace_head: bool,
 }
 
 /// What a load did.
@@ -47,6 +51,9 @@ pub struct LoadReport {
     pub loaded: Vec<String>,
     /// Parameters the file lacked (only with [`LoadOptions::allow_missing`]).
     pub missing: Vec<String>,
+    /// Head parameters left fresh because the file's had other shapes (only with
+    /// [`LoadOptions::replace_head`]).
+    pub replaced: Vec<String>,
 }
 
 impl WeightFormat {
@@ -128,6 +135,21 @@ fn io_error(path: &Path, source: std::io::Error) -> WeightError {
     }
 }
 
+/// Whether a torchvision key (`classifier.6.weight`) and a burn parameter path
+/// (`classifier.6.weight`, or a burn-side name such as `classifier.6.linear.weight`) name the
+/// same layer's same parameter.
+fn same_param(torch_key: &str, burn_path: &str) -> bool {
+    let Some((layer, param)) = torch_key.rsplit_once('.') else {
+        return false;
+    };
+    let param = match param {
+        "weight" => ["weight", "gamma"],
+        other => [other, other],
+    };
+    burn_path.starts_with(&format!("{layer}."))
+        && param.iter().any(|p| burn_path.ends_with(&format!(".{p}")))
+}
+
 impl AlexNet {
     /// The parameters of a torchvision state dict for this network, with PyTorch-layout shapes.
     pub fn torch_state_dict_shapes(&self) -> BTreeMap<String, Vec<usize>> {
@@ -180,7 +202,7 @@ impl AlexNet {
                     model,
                     LoadReport {
                         loaded,
-                        missing: Vec::new(),
+                        ..LoadReport::default()
                     },
                 ));
             }
@@ -209,6 +231,8 @@ impl AlexNet {
         };
 
         let report = self.check_state_dict(&tensors, options)?;
+        let mut tensors = tensors;
+        tensors.retain(|t| !report.replaced.contains(&t.name));
         let result = self.apply(tensors, None, Some(Box::new(PyTorchToBurnAdapter)), true);
         let mut mismatch = StateDictMismatch {
             variant: self.variant().title().to_string(),
@@ -220,6 +244,7 @@ impl AlexNet {
                 .missing
                 .iter()
                 .map(|(path, _)| path.clone())
+                .filter(|path| !report.replaced.iter().any(|r| same_param(r, path)))
                 .collect();
         }
         mismatch.unexpected = result.unused.clone();
@@ -245,12 +270,21 @@ impl AlexNet {
             ..Default::default()
         };
         let mut report = LoadReport::default();
+        let head = self
+            .layer_specs()
+            .into_iter()
+            .rev()
+            .find(|spec| !spec.kind.torch_parameters().is_empty())
+            .map(|spec| format!("{}.", spec.name));
         for (key, shape) in &expected {
             match found.get(key.as_str()) {
                 None => report.missing.push(key.clone()),
                 Some(tensor) => {
                     let got = tensor.shape.to_vec();
-                    if &got != shape {
+                    let in_head = head.as_deref().is_some_and(|h| key.starts_with(h));
+                    if &got != shape && options.replace_head && in_head {
+                        report.replaced.push(key.clone());
+                    } else if &got != shape {
                         mismatch.mismatched.push((key.clone(), shape.clone(), got));
                     } else if tensor.dtype != DType::F32 {
                         mismatch

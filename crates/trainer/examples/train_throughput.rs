@@ -57,17 +57,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bare = (steps * batch) as f64 / bare_time;
 
     // The trainer's loop: one epoch of `steps` batches of the built-in dataset, augmented.
-    let config = TrainConfig {
-        epochs: 1,
-        warmup_epochs: 0,
-        batch_size: batch,
-        train_size: batch * steps,
-        val_size: 1,
-        ..TrainConfig::default()
+    let config = {
+        let mut c = TrainConfig::default();
+        c.epochs = 1;
+        c.schedule.warmup_epochs = 0;
+        c.data.batch_size = batch;
+        c.data.train_size = Some(batch * steps);
+        c.data.val_size = Some(1);
+        c
     };
     let dir = std::env::temp_dir().join(format!("kindling-throughput-{}", std::process::id()));
     let mut run = RunDir::create(&dir, &config)?;
-    kindling_trainer::train::train(&config, &mut run, true)?;
+    kindling_trainer::launch::train(&config, &mut run, true)?;
     let full = run.history()[0].images_per_sec;
     std::fs::remove_dir_all(&dir)?;
 

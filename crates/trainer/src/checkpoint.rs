@@ -175,7 +175,25 @@ pub fn link(from: &Path, to: &Path) -> Result<()> {
             .with_context(|| format!("cannot copy {} to {}", from.display(), tmp.display()))?;
     }
     std::fs::rename(&tmp, to)
-        .with_context(|| format!("cannot rename {} to {}", tmp.display(), to.display()))
+        .with_context(|| format!("cannot rename {} to {}", tmp.display(), to.display()))?;
+    if let Some(parent) = to.parent() {
+        crate::run::sync_dir(parent);
+    }
+    Ok(())
+}
+
+/// Writes checkpoint `c` of a completed epoch into the run directory `run`:
+/// `epoch-NNNN.ckpt`, `best.ckpt` when `is_best`, then `last.ckpt` (last, so that it never
+/// points past the files written before it), and removes the per-epoch files older than the
+/// last `keep`.
+pub fn save_epoch(run: &Path, c: &Checkpoint, keep: usize, is_best: bool) -> Result<()> {
+    let epoch_file = of_epoch(run, c.header.epoch);
+    c.save(&epoch_file)?;
+    if is_best {
+        link(&epoch_file, &best(run))?;
+    }
+    link(&epoch_file, &last(run))?;
+    prune(run, c.header.epoch, keep)
 }
 
 /// Removes the per-epoch checkpoints older than the last `keep`.

@@ -13,7 +13,9 @@ use burn::tensor::{Device, TensorData};
 /// A `--device` value that could not be turned into a device.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DeviceError {
-    #[error("unknown device {spec:?}: expected flex, wgpu, wgpu:cpu, wgpu:N or cuda:N[,M...]")]
+    #[error(
+        "unknown device {spec:?}: expected flex (or cpu), wgpu, wgpu:cpu, wgpu:N or cuda:N[,M...]"
+    )]
     Unknown { spec: String },
     #[error("device {spec:?} needs the `{feature}` feature, which this build of kindling lacks")]
     NotCompiled { spec: String, feature: &'static str },
@@ -21,7 +23,7 @@ pub enum DeviceError {
     BadIndex { spec: String, index: String },
 }
 
-/// Parses `flex`, `wgpu` (best adapter), `wgpu:cpu` (software Vulkan), `wgpu:N` (discrete GPU N)
+/// Parses `flex` (or `cpu`, its PyTorch name), `wgpu` (best adapter), `wgpu:cpu` (software Vulkan), `wgpu:N` (discrete GPU N)
 /// or `cuda:N[,M...]` (one device per index) into burn devices; a comma-separated list of
 /// those (`flex,flex`, `wgpu:cpu,flex`) gives one device per entry, in order.
 pub fn parse_devices(spec: &str) -> Result<Vec<Device>, DeviceError> {
@@ -47,7 +49,7 @@ fn parse_one(spec: &str) -> Result<Vec<Device>, DeviceError> {
     let spec = spec.trim();
     let (backend, rest) = spec.split_once(':').unwrap_or((spec, ""));
     match backend {
-        "flex" if rest.is_empty() => flex(spec),
+        "flex" | "cpu" if rest.is_empty() => flex(spec),
         "wgpu" => wgpu(spec, rest),
         "cuda" => indices(spec, if rest.is_empty() { "0" } else { rest })?
             .into_iter()

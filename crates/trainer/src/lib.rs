@@ -1,15 +1,23 @@
 //! `kindling-trainer`: the training loop and the `kindling` command line for Kindling.
 //!
-//! [`train::train`] runs a training run as a [`config::TrainConfig`] says and writes it into a
-//! [`run::RunDir`], with [`checkpoint`]s to resume from; [`device::parse_devices`] turns a
-//! `--device` flag into burn devices and [`device::smoke_test`] checks one against the `flex`
-//! CPU reference.
+//! Where things live: [`cli`] (flags), [`config`] (the nested run configuration),
+//! [`launch`] (starting ranks, opening and resuming runs), [`train`] (the [`train::Trainer`]
+//! of one rank: steps and epochs), [`eval`] (evaluation, confusion matrix, prediction),
+//! [`data`] (datasets, splits and the loader), [`model`] (building the network, fine-tuning),
+//! [`checkpoint`], [`run`] (the run directory), [`plot`], [`signal`] (SIGINT/SIGTERM),
+//! [`device`] (`--device` parsing and the device smoke test) and [`inspect`] (summary,
+//! filters, previews).
 
 pub mod checkpoint;
+pub mod cli;
 pub mod config;
 pub mod data;
 pub mod device;
+pub mod eval;
 pub mod inspect;
+pub mod launch;
+pub mod model;
 pub mod plot;
 pub mod run;
+pub mod signal;
 pub mod train;

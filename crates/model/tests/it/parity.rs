@@ -93,6 +93,7 @@ fn cifar_features_safetensors_match_pytorch() {
             WeightSource::File(&reference.path("cifar_weights_features_safetensors")),
             LoadOptions {
                 allow_missing: true,
+                ..LoadOptions::default()
             },
         )
         .expect("features safetensors loads");
@@ -284,6 +285,7 @@ fn torchvision_first_block_matches_pytorch() {
             WeightSource::Bytes(&bytes, WeightFormat::Safetensors),
             LoadOptions {
                 allow_missing: true,
+                ..LoadOptions::default()
             },
         )
         .expect("conv1 loads");

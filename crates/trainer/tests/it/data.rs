@@ -145,7 +145,7 @@ fn cifar10_download_checks_and_unpacks_atomically() {
 
 /// An image folder of three colour classes: images of several sizes and modes (RGB, gray,
 /// RGBA; PNG and JPEG), each a colour plus noise, so a short run can learn them.
-fn colour_folder(root: &Path, per_class: usize) {
+pub fn colour_folder(root: &Path, per_class: usize) {
     let classes: [(&str, [u8; 3]); 3] = [
         ("blue", [20, 40, 220]),
         ("green", [30, 200, 40]),
@@ -184,14 +184,19 @@ fn image_folder_reads_classes_sizes_and_modes() {
     assert_eq!(folder.len(), 12);
     for i in 0..folder.len() {
         let (img, label) = folder.get(i).expect("decodes");
-        assert_eq!((img.channels(), img.height(), img.width()), (3, 32, 32));
+        // At its own size: the run's pipelines resize.
+        let k = i % 4;
+        assert_eq!(
+            (img.channels(), img.height(), img.width()),
+            (3, 30 + (k % 2) * 10, 24 + (k % 3) * 20)
+        );
         assert_eq!(label, i / 4);
     }
-    // A red image stays red after decoding and resizing.
+    // A red image stays red after decoding.
     let (img, _) = folder.get(8).expect("red");
     let mean = |c: usize| {
         let plane = img.plane(c);
-        plane.iter().map(|&v| f64::from(v)).sum::<f64>() / 1024.0
+        plane.iter().map(|&v| f64::from(v)).sum::<f64>() / plane.len() as f64
     };
     assert!(mean(0) > 180.0 && mean(1) < 60.0 && mean(2) < 60.0);
 
@@ -222,19 +227,20 @@ fn training_on_an_image_folder_learns_its_classes() {
     let _ = std::fs::remove_dir_all(&root);
     colour_folder(&root.join("train"), 24);
     colour_folder(&root.join("val"), 6);
-    let config = TrainConfig {
-        dataset: DatasetKind::Folder,
-        data_dir: Some(root.join("")),
-        epochs: 3,
-        warmup_epochs: 0,
-        batch_size: 8,
-        train_size: 1000,
-        val_size: 1000,
-        ..TrainConfig::default()
+    let config = {
+        let mut c = TrainConfig::default();
+        c.data.dataset = DatasetKind::Folder;
+        c.data.data_dir = Some(root.join(""));
+        c.epochs = 3;
+        c.schedule.warmup_epochs = 0;
+        c.data.batch_size = 8;
+        c.data.train_size = Some(1000);
+        c.data.val_size = Some(1000);
+        c
     };
     let run_dir = root.join("run");
     let mut run = RunDir::create(&run_dir, &config).expect("run");
-    kindling_trainer::train::train(&config, &mut run, true).expect("trains");
+    kindling_trainer::launch::train(&config, &mut run, true).expect("trains");
     let last = run.history().last().expect("epochs").clone();
     eprintln!(
         "image folder: validation accuracy {:.1}%",
@@ -247,7 +253,7 @@ fn training_on_an_image_folder_learns_its_classes() {
         "{confusion}"
     );
     assert_eq!(
-        kindling_trainer::train::class_names(&config).expect("classes"),
+        kindling_trainer::data::class_names(&config).expect("classes"),
         ["blue", "green", "red"]
     );
     std::fs::remove_dir_all(&root).expect("cleanup");
@@ -259,17 +265,18 @@ fn an_image_folder_without_train_and_val_is_split_by_the_seed() {
     let root = std::env::temp_dir().join(format!("kindling-folder-split-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     colour_folder(&root, 5);
-    let config = TrainConfig {
-        dataset: DatasetKind::Folder,
-        data_dir: Some(root.clone()),
-        batch_size: 4,
-        train_size: 100,
-        val_size: 6,
-        ..TrainConfig::default()
+    let config = {
+        let mut c = TrainConfig::default();
+        c.data.dataset = DatasetKind::Folder;
+        c.data.data_dir = Some(root.clone());
+        c.data.batch_size = 4;
+        c.data.train_size = Some(100);
+        c.data.val_size = Some(6);
+        c
     };
-    let (train, val) = kindling_trainer::train::datasets(&config).expect("splits");
+    let (train, val) = kindling_trainer::data::splits(&config).expect("splits");
     assert_eq!((train.len(), val.len()), (9, 6));
-    let (again, _) = kindling_trainer::train::datasets(&config).expect("splits");
+    let (again, _) = kindling_trainer::data::splits(&config).expect("splits");
     let labels = |d: &kindling_trainer::data::Dataset| -> Vec<usize> {
         (0..d.len()).map(|i| d.get(i).expect("decodes").1).collect()
     };
@@ -278,14 +285,15 @@ fn an_image_folder_without_train_and_val_is_split_by_the_seed() {
         labels(&again),
         "the split depends only on the seed"
     );
-    let too_many = TrainConfig {
-        val_size: 15,
-        ..config
+    let too_many = {
+        let mut c = config;
+        c.data.val_size = Some(15);
+        c
     };
-    let err = kindling_trainer::train::datasets(&too_many).expect_err("nothing left");
+    let err = kindling_trainer::data::splits(&too_many).expect_err("nothing left");
     assert!(
         err.to_string()
-            .contains("15 images, not more than val_size = 15"),
+            .contains("15 images, not more than the 15 held out for validation"),
         "{err}"
     );
     std::fs::remove_dir_all(&root).expect("cleanup");

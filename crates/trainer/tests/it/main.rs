@@ -3,6 +3,7 @@
 mod data;
 mod device;
 mod train;
+mod workflow;
 
 /// flex's RNG is process-global: tests that seed it and compare results hold this lock, so that
 /// no other test draws from it in between.

@@ -1,8 +1,11 @@
 use burn::tensor::Device;
 use kindling_model::{AlexNetConfig, WeightInit};
 use kindling_trainer::config::TrainConfig;
+use kindling_trainer::data::validation_set;
+use kindling_trainer::eval::evaluate;
+use kindling_trainer::launch::train;
 use kindling_trainer::run::RunDir;
-use kindling_trainer::train::{evaluate, save_model, train, validation_set};
+use kindling_trainer::train::save_model;
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("kindling-it-{name}-{}", std::process::id()));
@@ -15,13 +18,14 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
 #[test]
 fn a_short_run_writes_its_directory_and_exports_loadable_weights() {
     let _rng = crate::rng_lock();
-    let config = TrainConfig {
-        epochs: 2,
-        warmup_epochs: 1,
-        batch_size: 32,
-        train_size: 128,
-        val_size: 64,
-        ..TrainConfig::default()
+    let config = {
+        let mut c = TrainConfig::default();
+        c.epochs = 2;
+        c.schedule.warmup_epochs = 1;
+        c.data.batch_size = 32;
+        c.data.train_size = Some(128);
+        c.data.val_size = Some(64);
+        c
     };
     let dir = temp_dir("short-run");
     let mut run = RunDir::create(&dir, &config).expect("run directory");
@@ -67,7 +71,14 @@ fn a_short_run_writes_its_directory_and_exports_loadable_weights() {
         .load_weights(dir.join("model.safetensors"))
         .expect("exported weights load back");
     let val = kindling_trainer::data::Dataset::Synthetic(validation_set(&config));
-    let eval = evaluate(&reloaded, &val, config.batch_size, &device).expect("evaluates");
+    let eval = evaluate(
+        &reloaded,
+        &val,
+        &config.eval_pipeline(),
+        config.data.batch_size,
+        &device,
+    )
+    .expect("evaluates");
     assert_eq!(
         eval.top1, history[1].val_acc,
         "reloaded weights must give the recorded accuracy"
@@ -77,9 +88,10 @@ fn a_short_run_writes_its_directory_and_exports_loadable_weights() {
 
 #[test]
 fn invalid_configs_are_rejected_before_anything_is_written() {
-    let config = TrainConfig {
-        batch_size: 0,
-        ..TrainConfig::default()
+    let config = {
+        let mut c = TrainConfig::default();
+        c.data.batch_size = 0;
+        c
     };
     let dir = temp_dir("invalid");
     let mut run = RunDir::create(&dir, &TrainConfig::default()).expect("run directory");
@@ -95,14 +107,15 @@ fn invalid_configs_are_rejected_before_anything_is_written() {
 #[test]
 fn accumulation_equals_the_large_batch() {
     let _rng = crate::rng_lock();
-    let base = TrainConfig {
-        epochs: 1,
-        warmup_epochs: 0,
-        schedule: kindling_trainer::config::Schedule::Constant,
-        train_size: 64,
-        val_size: 16,
-        lr: 0.01,
-        ..TrainConfig::default()
+    let base = {
+        let mut c = TrainConfig::default();
+        c.epochs = 1;
+        c.schedule.warmup_epochs = 0;
+        c.schedule.kind = kindling_trainer::config::Schedule::Constant;
+        c.data.train_size = Some(64);
+        c.data.val_size = Some(16);
+        c.optim.lr = 0.01;
+        c
     };
     let run_with = |name: &str, config: &TrainConfig| {
         let dir = temp_dir(name);
@@ -116,28 +129,22 @@ fn accumulation_equals_the_large_batch() {
             .try_to_vec::<f32>()
             .expect("f32")
     };
-    let large = run_with(
-        "acc-large",
-        &TrainConfig {
-            batch_size: 32,
-            ..base.clone()
-        },
-    );
-    let accumulated = run_with(
-        "acc-small",
-        &TrainConfig {
-            batch_size: 16,
-            accumulate: 2,
-            ..base.clone()
-        },
-    );
-    let small = run_with(
-        "acc-none",
-        &TrainConfig {
-            batch_size: 16,
-            ..base
-        },
-    );
+    let large = run_with("acc-large", &{
+        let mut c = base.clone();
+        c.data.batch_size = 32;
+        c
+    });
+    let accumulated = run_with("acc-small", &{
+        let mut c = base.clone();
+        c.data.batch_size = 16;
+        c.optim.accumulate = 2;
+        c
+    });
+    let small = run_with("acc-none", &{
+        let mut c = base;
+        c.data.batch_size = 16;
+        c
+    });
     let max_diff = |a: &[f32], b: &[f32]| {
         a.iter()
             .zip(b)
@@ -157,20 +164,21 @@ fn accumulation_equals_the_large_batch() {
 #[test]
 fn mixing_device_augmentation_and_schedules_train() {
     let _rng = crate::rng_lock();
-    let config = TrainConfig {
-        epochs: 2,
-        warmup_epochs: 0,
-        schedule: kindling_trainer::config::Schedule::Step,
-        step_size: 1,
-        gamma: 0.5,
-        mixup_alpha: Some(0.4),
-        cutmix_alpha: Some(1.0),
-        label_smoothing: 0.1,
-        augment_on: kindling_trainer::config::AugmentOn::Device,
-        clip_grad_norm: Some(1.0),
-        train_size: 96,
-        val_size: 32,
-        ..TrainConfig::default()
+    let config = {
+        let mut c = TrainConfig::default();
+        c.epochs = 2;
+        c.schedule.warmup_epochs = 0;
+        c.schedule.kind = kindling_trainer::config::Schedule::Step;
+        c.schedule.step_size = 1;
+        c.schedule.gamma = 0.5;
+        c.mix.mixup_alpha = Some(0.4);
+        c.mix.cutmix_alpha = Some(1.0);
+        c.mix.label_smoothing = 0.1;
+        c.augment.on = kindling_trainer::config::AugmentOn::Device;
+        c.optim.clip_grad_norm = Some(1.0);
+        c.data.train_size = Some(96);
+        c.data.val_size = Some(32);
+        c
     };
     let dir = temp_dir("mixing");
     let mut run = RunDir::create(&dir, &config).expect("run directory");
@@ -205,14 +213,15 @@ fn mixing_device_augmentation_and_schedules_train() {
 #[test]
 fn a_resumed_run_equals_an_uninterrupted_one() {
     let _rng = crate::rng_lock();
-    let config = TrainConfig {
-        epochs: 3,
-        warmup_epochs: 1,
-        train_size: 64,
-        val_size: 16,
-        dropout: 0.3,
-        keep_checkpoints: 1,
-        ..TrainConfig::default()
+    let config = {
+        let mut c = TrainConfig::default();
+        c.epochs = 3;
+        c.schedule.warmup_epochs = 1;
+        c.data.train_size = Some(64);
+        c.data.val_size = Some(16);
+        c.model.dropout = Some(0.3);
+        c.keep_checkpoints = 1;
+        c
     };
     let weights = |m: &kindling_model::AlexNet| -> Vec<f32> {
         m.conv_weight("features.3")
@@ -227,7 +236,7 @@ fn a_resumed_run_equals_an_uninterrupted_one() {
 
     let dir = temp_dir("resume-split");
     let mut run = RunDir::create(&dir, &config).expect("run");
-    kindling_trainer::train::train_from(&config, &mut run, true, None, Some(2), None)
+    kindling_trainer::launch::train_from(&config, &mut run, true, None, Some(2), None)
         .expect("2 epochs");
     let ckpt =
         kindling_trainer::checkpoint::Checkpoint::load(&kindling_trainer::checkpoint::last(&dir))
@@ -240,7 +249,7 @@ fn a_resumed_run_equals_an_uninterrupted_one() {
 
     let mut reopened = RunDir::open(&dir).expect("reopens");
     let resumed =
-        weights(&kindling_trainer::train::resume(&mut reopened, true, None).expect("resumes"));
+        weights(&kindling_trainer::launch::resume(&mut reopened, true, None).expect("resumes"));
     assert_eq!(reopened.history().len(), 3);
     let max_diff = |a: &[f32], b: &[f32]| {
         a.iter()
@@ -272,7 +281,7 @@ fn a_resumed_run_equals_an_uninterrupted_one() {
     let control_dir = temp_dir("resume-control");
     let mut control = RunDir::create(&control_dir, &config).expect("run");
     let without = weights(
-        &kindling_trainer::train::train_from(
+        &kindling_trainer::launch::train_from(
             &config,
             &mut control,
             true,
@@ -347,16 +356,17 @@ fn kill_9_never_leaves_a_corrupt_last_checkpoint() {
 #[test]
 fn fashion_mnist_slice_trains_past_70_percent() {
     let _rng = crate::rng_lock();
-    let config = TrainConfig {
-        dataset: kindling_trainer::config::DatasetKind::FashionMnist,
-        epochs: 2,
-        warmup_epochs: 0,
-        train_size: 2000,
-        val_size: 500,
-        ..TrainConfig::default()
+    let config = {
+        let mut c = TrainConfig::default();
+        c.data.dataset = kindling_trainer::config::DatasetKind::FashionMnist;
+        c.epochs = 2;
+        c.schedule.warmup_epochs = 0;
+        c.data.train_size = Some(2000);
+        c.data.val_size = Some(500);
+        c
     };
     let dir = config
-        .idx_dir()
+        .data_dir()
         .expect("fashion-mnist has a default folder");
     if !dir.is_dir() {
         println!(
@@ -386,12 +396,13 @@ fn fashion_mnist_slice_trains_past_70_percent() {
 /// predict` ranks classes for image files; a missing image is an error naming it.
 #[test]
 fn eval_and_predict_read_a_checkpoint() {
-    let config = TrainConfig {
-        epochs: 1,
-        warmup_epochs: 0,
-        train_size: 64,
-        val_size: 20,
-        ..TrainConfig::default()
+    let config = {
+        let mut c = TrainConfig::default();
+        c.epochs = 1;
+        c.schedule.warmup_epochs = 0;
+        c.data.train_size = Some(64);
+        c.data.val_size = Some(20);
+        c
     };
     let dir = temp_dir("eval");
     let mut run = RunDir::create(&dir, &config).expect("run");
@@ -446,12 +457,13 @@ fn eval_and_predict_read_a_checkpoint() {
 #[test]
 fn an_interrupted_run_checkpoints_mid_epoch_and_resumes_exactly() {
     let _rng = crate::rng_lock();
-    let config = TrainConfig {
-        epochs: 2,
-        warmup_epochs: 0,
-        train_size: 96,
-        val_size: 16,
-        ..TrainConfig::default()
+    let config = {
+        let mut c = TrainConfig::default();
+        c.epochs = 2;
+        c.schedule.warmup_epochs = 0;
+        c.data.train_size = Some(96);
+        c.data.val_size = Some(16);
+        c
     };
     let weights = |m: &kindling_model::AlexNet| -> Vec<f32> {
         m.conv_weight("features.0")
@@ -467,8 +479,9 @@ fn an_interrupted_run_checkpoints_mid_epoch_and_resumes_exactly() {
     let dir = temp_dir("interrupt");
     let mut run = RunDir::create(&dir, &config).expect("run");
     let flag = std::sync::atomic::AtomicBool::new(true);
-    let err = kindling_trainer::train::train_from(&config, &mut run, true, None, None, Some(&flag))
-        .expect_err("interrupted");
+    let err =
+        kindling_trainer::launch::train_from(&config, &mut run, true, None, None, Some(&flag))
+            .expect_err("interrupted");
     let interrupted = err
         .downcast_ref::<kindling_trainer::train::Interrupted>()
         .expect("an Interrupted error");
@@ -480,7 +493,7 @@ fn an_interrupted_run_checkpoints_mid_epoch_and_resumes_exactly() {
 
     let mut reopened = RunDir::open(&dir).expect("reopens");
     let resumed =
-        weights(&kindling_trainer::train::resume(&mut reopened, true, None).expect("resumes"));
+        weights(&kindling_trainer::launch::resume(&mut reopened, true, None).expect("resumes"));
     assert_eq!(reopened.history().len(), 2);
     let max = uninterrupted
         .iter()
@@ -501,14 +514,15 @@ fn an_interrupted_run_checkpoints_mid_epoch_and_resumes_exactly() {
 /// 1 rank x batch 32 (the sampler strides the same shuffled order), so with dropout off they
 /// must end with the same weights; 1 rank x batch 16 must not.
 fn data_parallel_config(batch_size: usize, device: &str) -> TrainConfig {
-    TrainConfig {
-        epochs: 1,
-        warmup_epochs: 0,
-        batch_size,
-        train_size: 128,
-        val_size: 16,
-        device: device.into(),
-        ..TrainConfig::default()
+    {
+        let mut c = TrainConfig::default();
+        c.epochs = 1;
+        c.schedule.warmup_epochs = 0;
+        c.data.batch_size = batch_size;
+        c.data.train_size = Some(128);
+        c.data.val_size = Some(16);
+        c.dist.device = device.into();
+        c
     }
 }
 
@@ -561,9 +575,10 @@ fn two_thread_ranks_train_like_one_device_with_double_batch() {
 
 #[test]
 fn too_many_ranks_for_the_data_is_an_error_naming_the_sizes() {
-    let config = TrainConfig {
-        train_size: 40,
-        ..data_parallel_config(16, "flex,flex,flex")
+    let config = {
+        let mut c = data_parallel_config(16, "flex,flex,flex");
+        c.data.train_size = Some(40);
+        c
     };
     let dir = temp_dir("dp-too-many");
     let mut run = RunDir::create(&dir, &config).expect("run");
@@ -637,7 +652,7 @@ fn mpi_ranks_train_like_thread_ranks() {
         &std::fs::read(dir.join("config.json")).expect("config written by rank 0"),
     )
     .expect("config");
-    assert_eq!(config.engine, kindling_trainer::config::Engine::Mpi);
+    assert_eq!(config.dist.engine, kindling_trainer::config::Engine::Mpi);
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
 
