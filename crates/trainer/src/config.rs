@@ -488,7 +488,7 @@ impl TrainConfig {
             s.warmup_epochs < self.epochs,
             "schedule.warmup_epochs",
             s.warmup_epochs,
-            "< epochs",
+            "< epochs (for a 1-epoch run, add --warmup-epochs 0)",
         )?;
         check(
             (0.0..1.0).contains(&o.momentum),

@@ -140,6 +140,7 @@ pub struct Finished {
     /// Rank 0's run directory (other ranks of a multi-process run have none).
     pub run: Option<RunDir>,
     pub ranks: usize,
+    pub engine: Engine,
     pub elapsed: Duration,
 }
 
@@ -161,6 +162,7 @@ pub fn start_new(
     Ok(Finished {
         run: Some(run),
         ranks: parse_devices(&config.dist.device)?.len(),
+        engine: config.dist.engine,
         elapsed: started.elapsed(),
     })
 }
@@ -184,6 +186,7 @@ pub fn start_resume(
     Ok(Finished {
         run: Some(run),
         ranks: parse_devices(&config.dist.device)?.len(),
+        engine: config.dist.engine,
         elapsed: started.elapsed(),
     })
 }
@@ -241,6 +244,7 @@ fn train_process(
         Ok(run) => Ok(Finished {
             run,
             ranks: comm.world_size(),
+            engine: config.dist.engine,
             elapsed: started.elapsed(),
         }),
         Err(e) => {

@@ -250,7 +250,7 @@ fn report(done: &Finished, headline: &str) -> Result<()> {
     let last = run.history().last().context("no epoch ran")?;
     let ranks = match done.ranks {
         1 => String::new(),
-        n => format!(" on {n} ranks"),
+        n => format!(" on {n} ranks ({:?})", done.engine).to_lowercase(),
     };
     println!(
         "{headline} {}{ranks} in {:.0}s: validation accuracy {:.1}%, run in {}",
