@@ -262,7 +262,7 @@ pub struct ModelFlags {
 pub struct OptimFlags {
     #[arg(long, visible_alias = "opt", value_enum)]
     pub optimizer: Option<Optimizer>,
-    /// Peak learning rate
+    /// Peak learning rate (default: 0.02 for cifar, 0.001 for the 224 models)
     #[arg(long)]
     pub lr: Option<f64>,
     #[arg(long)]
@@ -567,7 +567,7 @@ mod tests {
         assert_eq!(c.model.freeze, Some(Freeze::Features));
         assert_eq!(c.optim.optimizer, Optimizer::Adamw);
         assert_eq!(
-            (c.optim.lr, c.optim.momentum, c.optim.weight_decay),
+            (c.lr(), c.optim.momentum, c.optim.weight_decay),
             (0.001, 0.8, 0.01)
         );
         assert_eq!((c.optim.accumulate, c.optim.clip_grad_norm), (2, Some(1.5)));
@@ -601,7 +601,7 @@ mod tests {
         std::fs::write(&file, "epochs = 4\n[optim]\nlr = 0.05\nmomentum = 0.5\n").expect("write");
         let args = parse(&["--config", file.to_str().expect("utf-8"), "--lr", "0.1"]);
         let c = args.resolve().expect("resolves");
-        assert_eq!((c.epochs, c.optim.lr, c.optim.momentum), (4, 0.1, 0.5));
+        assert_eq!((c.epochs, c.lr(), c.optim.momentum), (4, 0.1, 0.5));
         std::fs::write(&file, "[optim]\nlrate = 0.05\n").expect("write");
         let err = format!(
             "{:#}",

@@ -114,7 +114,7 @@ fn accumulation_equals_the_large_batch() {
         c.schedule.kind = kindling_trainer::config::Schedule::Constant;
         c.data.train_size = Some(64);
         c.data.val_size = Some(16);
-        c.optim.lr = 0.01;
+        c.optim.lr = Some(0.01);
         c
     };
     let run_with = |name: &str, config: &TrainConfig| {
