@@ -399,11 +399,12 @@ impl TrainConfig {
     }
 
     /// The config with everything that depends on other knobs filled in: the default
-    /// pipelines, the dropout and the learning rate. Resolving a resolved config changes
+    /// pipelines, the input size, the dropout and the learning rate. Resolving a resolved config changes
     /// nothing.
     pub fn resolve(mut self) -> Self {
         self.model.dropout = Some(self.dropout());
         self.optim.lr = Some(self.lr());
+        self.model.input_size = Some(self.input_size());
         let side = self.input_size();
         // Image folders hold images of any size: the small-input recipes first resize them.
         let fit = (self.data.dataset == DatasetKind::Folder).then(|| Resize::new([side, side]));

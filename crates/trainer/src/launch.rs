@@ -156,6 +156,7 @@ pub fn start_new(
         return train_process(config, out, quiet, None, interrupt);
     }
     let started = Instant::now();
+    crate::train::preflight(config)?;
     let mut run = RunDir::create(out, config)?;
     let model = train_from(config, &mut run, quiet, None, None, Some(interrupt))?;
     save_model(&model, &run)?;

@@ -107,17 +107,13 @@ impl<'c> Trainer<'c> {
             .map(|c| Ddp::new(c, DdpConfig::default()))
             .transpose()?;
 
-        let (train_set, val_set) = data::splits(&config)?;
-        let num_classes = train_set.classes().len();
-        let train_pipeline = config.train_pipeline();
-        let eval_pipeline = config.eval_pipeline();
-        check_pipeline(
-            &config,
-            "augment.train_pipeline",
-            &train_pipeline,
-            &train_set,
-        )?;
-        check_pipeline(&config, "augment.eval_pipeline", &eval_pipeline, &val_set)?;
+        let Prepared {
+            train_set,
+            val_set,
+            train_pipeline,
+            eval_pipeline,
+            num_classes,
+        } = prepare(&config)?;
         let mut model = crate::model::build(&config, num_classes, &device)?;
         let mut optimizer = new_optimizer(&config);
 
@@ -220,7 +216,7 @@ impl<'c> Trainer<'c> {
     /// [`Interrupted`] error after writing `last.ckpt`.
     pub fn epoch(
         &mut self,
-        mut run: Option<&mut RunDir>,
+        run: Option<&mut RunDir>,
         quiet: bool,
         interrupt: Option<&AtomicBool>,
     ) -> Result<()> {
@@ -260,7 +256,14 @@ impl<'c> Trainer<'c> {
             batch_size: config.data.batch_size,
             world: self.world,
             rank: self.rank,
-            workers: config.data.workers.unwrap_or_else(default_workers),
+            workers: config.data.workers.unwrap_or_else(|| {
+                // Thread ranks share this process's cores.
+                let ranks_here = match config.dist.engine {
+                    crate::config::Engine::Threads => self.world,
+                    _ => 1,
+                };
+                (default_workers() / ranks_here).max(1)
+            }),
             skip_bad_images: config.data.skip_bad_images,
         };
         let loader = Loader::spawn(
@@ -317,7 +320,7 @@ impl<'c> Trainer<'c> {
         let [loss_sum, correct, seen] =
             self.sum_across([loss_sum as f32, correct as f32, seen as f32])?;
         let (loss_sum, correct, seen) = (f64::from(loss_sum), correct as usize, seen as usize);
-        let Some(run) = run.as_deref_mut() else {
+        let Some(run) = run else {
             return Ok(());
         };
         let eval = evaluate(
@@ -490,6 +493,48 @@ impl<'c> Trainer<'c> {
         }
         Ok(values)
     }
+}
+
+/// A run's data and pipelines, checked.
+struct Prepared {
+    train_set: Dataset,
+    val_set: Dataset,
+    train_pipeline: Transform,
+    eval_pipeline: Transform,
+    num_classes: usize,
+}
+
+/// Reads the splits of a resolved `config` and checks its pipelines on them.
+fn prepare(config: &TrainConfig) -> Result<Prepared> {
+    let (train_set, val_set) = data::splits(config)?;
+    let num_classes = train_set.classes().len();
+    let train_pipeline = config.train_pipeline();
+    let eval_pipeline = config.eval_pipeline();
+    check_pipeline(
+        config,
+        "augment.train_pipeline",
+        &train_pipeline,
+        &train_set,
+    )?;
+    check_pipeline(config, "augment.eval_pipeline", &eval_pipeline, &val_set)?;
+    Ok(Prepared {
+        train_set,
+        val_set,
+        train_pipeline,
+        eval_pipeline,
+        num_classes,
+    })
+}
+
+/// Every check [`Trainer::new`] makes of a new run (the data, the pipelines on a first image,
+/// the model and its starting weights, built on flex), so that a mistake is reported before
+/// the run directory is created and a corrected command can reuse its `--out`.
+pub fn preflight(config: &TrainConfig) -> Result<()> {
+    config.validate()?;
+    let config = config.clone().resolve();
+    let prepared = prepare(&config)?;
+    crate::model::build(&config, prepared.num_classes, &Device::flex())?;
+    Ok(())
 }
 
 /// One rank's share of a run, from `start` if given, for `stop_after` epochs of this session

@@ -1,4 +1,6 @@
 //! The trainer's integration tests, in one binary because every burn-linked binary is slow to link.
+// Configs are written as "defaults, then these fields", section by section.
+#![allow(clippy::field_reassign_with_default)]
 
 mod data;
 mod device;
