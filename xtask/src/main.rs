@@ -560,7 +560,7 @@ fn docs_check() -> Result<()> {
 }
 
 /// Flags whose value is a file an earlier step of the docs creates (a run, weights).
-const INPUT_FLAGS: [&str; 3] = ["--config", "--weights", "--checkpoint"];
+const INPUT_FLAGS: [&str; 4] = ["--config", "--weights", "--checkpoint", "--resume"];
 
 /// Whether `args` name an input file that does not exist in `work`; creates the folders of
 /// `--out` values there.

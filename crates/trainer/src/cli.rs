@@ -189,6 +189,7 @@ pub struct Overrides {
     /// Seeds the data order, the augmentation and the weights.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Epochs to train (with --resume: the new total)
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Per-epoch checkpoints kept besides last.ckpt and best.ckpt

@@ -314,6 +314,32 @@ fn fine_tuning_replaces_the_head_and_freezes_features() {
         values(&tuned, "features.0")
     );
 
+    // A weight file this test makes: a 7-class head is replaced, the features are the file's.
+    let seven = root.join("seven.safetensors");
+    let made = kindling_model::AlexNetConfig::cifar()
+        .with_num_classes(7)
+        .with_init(kindling_model::WeightInit::Kaiming)
+        .init(&device);
+    std::fs::write(&seven, made.to_torchvision_safetensors().expect("exports")).expect("write");
+    let out = root.join("made");
+    let result = train_folder(
+        &data,
+        &out,
+        &[
+            "--pretrained",
+            seven.to_str().expect("utf-8"),
+            "--freeze",
+            "features",
+        ],
+    );
+    assert!(result.status.success(), "{}", text(&result));
+    let trained = kindling_model::AlexNetConfig::cifar()
+        .with_num_classes(3)
+        .init(&device)
+        .load_weights(out.join("model.safetensors"))
+        .expect("loads");
+    assert_eq!(values(&made, "features.3"), values(&trained, "features.3"));
+
     // CIFAR weights for torchvision's AlexNet.
     let result = train_folder(
         &data,
