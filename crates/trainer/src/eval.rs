@@ -10,6 +10,7 @@ use kindling_model::AlexNet;
 use rayon::prelude::*;
 
 use crate::data::Dataset;
+use crate::data::folder::BadImage;
 
 /// What [`evaluate`] measures.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,15 +21,20 @@ pub struct Evaluation {
     pub top5: f64,
     /// `confusion[true class][predicted class]` counts.
     pub confusion: Vec<Vec<usize>>,
+    /// Undecodable images left out (only with `skip_bad_images`), with the reason.
+    pub skipped: Vec<String>,
 }
 
 /// Loss, top-1 and top-5 accuracy and the confusion matrix of `model` over `data`, each image
-/// through `pipeline` (decoded and transformed in parallel), without dropout or gradients.
+/// through `pipeline` (decoded and transformed in parallel), without dropout or gradients. An
+/// undecodable image is an error naming it, or with `skip_bad_images` it is left out of the
+/// figures and listed in [`Evaluation::skipped`].
 pub fn evaluate(
     model: &AlexNet,
     data: &Dataset,
     pipeline: &Transform,
     batch_size: usize,
+    skip_bad_images: bool,
     device: &Device,
 ) -> Result<Evaluation> {
     let model = model.valid();
@@ -36,9 +42,10 @@ pub fn evaluate(
     let classes = data.classes().len();
     let mut confusion = vec![vec![0usize; classes]; classes];
     let (mut loss_sum, mut top1, mut top5) = (0.0f64, 0usize, 0usize);
+    let mut skipped = Vec::new();
     let indices: Vec<usize> = (0..data.len()).collect();
     for chunk in indices.chunks(batch_size) {
-        let samples: Vec<(kindling_augment::Image<f32>, usize)> = chunk
+        let decoded: Vec<Result<(kindling_augment::Image<f32>, usize)>> = chunk
             .par_iter()
             .map(|&index| {
                 let (image, label) = data.get(index)?;
@@ -53,7 +60,18 @@ pub fn evaluate(
                     })?;
                 Ok((x, label))
             })
-            .collect::<Result<_>>()?;
+            .collect();
+        let mut samples = Vec::with_capacity(decoded.len());
+        for sample in decoded {
+            match sample {
+                Ok(sample) => samples.push(sample),
+                Err(e) if skip_bad_images && e.is::<BadImage>() => skipped.push(e.to_string()),
+                Err(e) => return Err(e),
+            }
+        }
+        if samples.is_empty() {
+            continue;
+        }
         let (images, labels): (Vec<_>, Vec<usize>) = samples.into_iter().unzip();
         let x = batch_to_tensor(&images, device)?;
         let y = labels_tensor(&labels, device);
@@ -71,12 +89,17 @@ pub fn evaluate(
             confusion[label][predicted] += 1;
         }
     }
-    let n = data.len() as f64;
+    let n = data.len() - skipped.len();
+    if n == 0 {
+        anyhow::bail!("no validation image could be read (see skipped_images.txt)");
+    }
+    let n = n as f64;
     Ok(Evaluation {
         loss: loss_sum / n,
         top1: top1 as f64 / n,
         top5: top5 as f64 / n,
         confusion,
+        skipped,
     })
 }
 

@@ -216,7 +216,10 @@ fn train_process(
         let device = &devices[comm.local_rank() % devices.len()];
         let mut run = match (&start, rank) {
             (_, 1..) => None,
-            (None, 0) => Some(RunDir::create(out, config)?),
+            (None, 0) => {
+                crate::train::preflight(config)?;
+                Some(RunDir::create(out, config)?)
+            }
             (Some(c), 0) => {
                 let mut run = RunDir::open(out)?;
                 run.truncate_history(c.header.epoch)?;

@@ -116,6 +116,7 @@ fn run_command(command: Cmd) -> Result<()> {
                 &val,
                 &config.eval_pipeline(),
                 config.data.batch_size,
+                config.data.skip_bad_images,
                 &device,
             )?;
             println!(
@@ -128,6 +129,9 @@ fn run_command(command: Cmd) -> Result<()> {
                 e.top5 * 100.0
             );
             print!("{}", eval::confusion_table(&val.classes(), &e.confusion));
+            for line in &e.skipped {
+                println!("skipped: {line}");
+            }
             Ok(())
         }
         Cmd::Predict {

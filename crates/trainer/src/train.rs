@@ -328,8 +328,10 @@ impl<'c> Trainer<'c> {
             &self.val_set,
             &self.eval_pipeline,
             self.config.data.batch_size,
+            self.config.data.skip_bad_images,
             &self.device,
         )?;
+        self.skipped.extend(eval.skipped.iter().cloned());
         let metrics = EpochMetrics {
             epoch: epoch + 1,
             step: self.step,

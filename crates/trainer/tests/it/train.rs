@@ -76,6 +76,7 @@ fn a_short_run_writes_its_directory_and_exports_loadable_weights() {
         &val,
         &config.eval_pipeline(),
         config.data.batch_size,
+        false,
         &device,
     )
     .expect("evaluates");

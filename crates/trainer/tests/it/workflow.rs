@@ -212,6 +212,7 @@ fn folder_errors_name_the_classes_and_files() {
     std::fs::remove_dir_all(data.join("val/yellow")).expect("remove");
 
     std::fs::write(data.join("train/red/broken.png"), b"not a png").expect("corrupt");
+    std::fs::write(data.join("val/green/broken.jpg"), b"not a jpeg").expect("corrupt");
     let result = train_folder(&data, &root.join("broken"), &["--train-size", "13"]);
     let t = text(&result);
     assert!(!result.status.success() && t.contains("broken.png"), "{t}");
@@ -219,7 +220,22 @@ fn folder_errors_name_the_classes_and_files() {
     let result = train_folder(&data, &out, &["--skip-bad-images"]);
     assert!(result.status.success(), "{}", text(&result));
     let skipped = std::fs::read_to_string(out.join("skipped_images.txt")).expect("listed");
-    assert!(skipped.contains("broken.png"), "{skipped}");
+    assert!(
+        skipped.contains("train/red/broken.png") && skipped.contains("val/green/broken.jpg"),
+        "{skipped}"
+    );
+    // The 6 readable validation images are counted, the broken one is not.
+    let confusion = std::fs::read_to_string(out.join("confusion.csv")).expect("confusion");
+    let counted: usize = confusion
+        .lines()
+        .skip(1)
+        .flat_map(|l| {
+            l.split(',')
+                .skip(1)
+                .map(|v| v.parse::<usize>().expect("count"))
+        })
+        .sum();
+    assert_eq!(counted, 6, "{confusion}");
     std::fs::remove_dir_all(&root).expect("cleanup");
 }
 
