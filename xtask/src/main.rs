@@ -15,9 +15,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod docs;
-
-/// The backend features every test and bench build enables: one feature set, one burn build.
-const TEST_FEATURES: &str = "wgpu,mpi";
+mod features;
 
 /// The library crates that are published on their own.
 const LIBRARY_CRATES: [&str; 3] = ["kindling-augment", "kindling-model", "kindling-dist"];
@@ -203,7 +201,12 @@ fn target_dir() -> PathBuf {
 }
 
 fn test(want_wgpu: bool, extra: &[String]) -> Result<()> {
-    let mut cmd = cargo(&["test", "--workspace", "--features", TEST_FEATURES]);
+    let mut cmd = cargo(&[
+        "test",
+        "--workspace",
+        "--features",
+        features::test_features(),
+    ]);
     let run_wgpu = want_wgpu && vulkan_driver_present();
     if want_wgpu && !run_wgpu {
         eprintln!(
@@ -227,7 +230,7 @@ fn ci(skip_tests: bool) -> Result<()> {
         "--workspace",
         "--all-targets",
         "--features",
-        TEST_FEATURES,
+        features::test_features(),
         "--",
         "-D",
         "warnings",
@@ -248,7 +251,7 @@ fn ci(skip_tests: bool) -> Result<()> {
         "--workspace",
         "--no-deps",
         "--features",
-        TEST_FEATURES,
+        features::test_features(),
     ]);
     doc.env("RUSTDOCFLAGS", "-D warnings");
     run(doc)?;
@@ -258,7 +261,7 @@ fn ci(skip_tests: bool) -> Result<()> {
         "--profile",
         "dev",
         "--features",
-        TEST_FEATURES,
+        features::test_features(),
         "--no-run",
     ]))?;
     for krate in LIBRARY_CRATES {
@@ -274,6 +277,12 @@ fn ci(skip_tests: bool) -> Result<()> {
     }
     if skip_tests {
         return Ok(());
+    }
+    if !features::mpi_available() {
+        bail!(
+            "CI runs the MPI tests, but Open MPI is not installed ({})",
+            features::MPI_PACKAGES
+        );
     }
     if !vulkan_driver_present() {
         bail!("CI runs the wgpu tests, but no Vulkan driver is installed (mesa-vulkan-drivers)");
@@ -327,7 +336,7 @@ fn train(args: &[String]) -> Result<()> {
     train.extend(launch.rest.iter().cloned());
     train.extend(["--engine".to_string(), engine.to_string()]);
     if engine == "mpi" {
-        let mut cmd = mpirun(n, &binary);
+        let mut cmd = mpirun(n, &binary)?;
         cmd.args(&train);
         return run(cmd).context("is Open MPI installed (openmpi-bin)?");
     }
@@ -663,7 +672,13 @@ fn quiet_run(mut cmd: Command) -> Result<()> {
 }
 
 /// `mpirun -n N` of a binary, as root where needed, one thread per process.
-fn mpirun(n: usize, binary: &Path) -> Command {
+fn mpirun(n: usize, binary: &Path) -> Result<Command> {
+    if !features::mpi_available() {
+        bail!(
+            "this needs Open MPI and a kindling built with it: {}",
+            features::MPI_PACKAGES
+        );
+    }
     let mut cmd = Command::new("mpirun");
     cmd.args(["-n", &n.to_string(), "--oversubscribe", "--bind-to", "none"]);
     if running_as_root() {
@@ -673,7 +688,7 @@ fn mpirun(n: usize, binary: &Path) -> Command {
     cmd.args(["-x", "RAYON_NUM_THREADS"]);
     cmd.arg(binary);
     ensure_runtime_dir(&mut cmd);
-    cmd
+    Ok(cmd)
 }
 
 fn bench_allreduce(scale: usize) -> Result<()> {
@@ -683,7 +698,7 @@ fn bench_allreduce(scale: usize) -> Result<()> {
     let mut threads = Command::new(&binary);
     threads.args(["threads", "2", &scale.to_string()]);
     run(threads)?;
-    let mut mpi = mpirun(2, &binary);
+    let mut mpi = mpirun(2, &binary)?;
     mpi.args(["mpi", "2", &scale.to_string()]);
     run(mpi)?;
     let args = ["tcp".to_string(), "2".to_string(), scale.to_string()];
@@ -696,7 +711,7 @@ fn bench_ddp(steps: usize) -> Result<()> {
         executable(&output, "ddp_efficiency", "example").context("no example ddp_efficiency")?;
     let mut cpu_ms = Vec::new();
     for ranks in [1, 2] {
-        let mut cmd = mpirun(ranks, &binary);
+        let mut cmd = mpirun(ranks, &binary)?;
         // One thread per process, like the PyTorch script's torch.set_num_threads(1).
         cmd.env("RAYON_NUM_THREADS", "1");
         cmd.args(["64", &steps.to_string(), "3"]);
@@ -820,12 +835,19 @@ fn examples() -> Result<()> {
         "allreduce_bench",
         &["threads".into(), "2".into(), "1".into()],
     )?;
-    let output = build_test_targets()?;
-    let binary =
-        executable(&output, "allreduce_bench", "example").context("no example allreduce_bench")?;
-    let mut mpi = mpirun(2, &binary);
-    mpi.args(["mpi", "2", "1"]);
-    run(mpi)?;
+    if features::mpi_available() {
+        let output = build_test_targets()?;
+        let binary = executable(&output, "allreduce_bench", "example")
+            .context("no example allreduce_bench")?;
+        let mut mpi = mpirun(2, &binary)?;
+        mpi.args(["mpi", "2", "1"]);
+        run(mpi)?;
+    } else {
+        eprintln!(
+            "xtask: the all-reduce example across MPI processes is skipped (no Open MPI: {})",
+            features::MPI_PACKAGES
+        );
+    }
     std::fs::remove_dir_all(&out)?;
     Ok(())
 }
@@ -836,7 +858,7 @@ fn build_test_targets() -> Result<Vec<u8>> {
         "test",
         "--workspace",
         "--features",
-        TEST_FEATURES,
+        features::test_features(),
         "--no-run",
         "--message-format=json-render-diagnostics",
     ]);
@@ -877,7 +899,7 @@ fn bench(extra: &[String]) -> Result<()> {
         "--profile",
         "dev",
         "--features",
-        TEST_FEATURES,
+        features::test_features(),
     ]);
     if !extra.is_empty() {
         cmd.arg("--");

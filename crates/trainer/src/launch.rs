@@ -266,7 +266,11 @@ fn mpi_comm(timeout: Duration) -> Result<Box<dyn Communicator>> {
 
 #[cfg(not(feature = "mpi"))]
 fn mpi_comm(_timeout: Duration) -> Result<Box<dyn Communicator>> {
-    bail!("engine mpi: this kindling was built without the `mpi` feature")
+    bail!(
+        "engine mpi: this kindling was built without the `mpi` feature; install Open MPI \
+         (apt-get install libopenmpi-dev openmpi-bin libclang-dev) and rebuild (cargo xtask \
+         builds it with `mpi` whenever mpicc is found), or use --engine tcp"
+    )
 }
 
 #[cfg(feature = "nccl")]
