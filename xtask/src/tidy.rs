@@ -102,7 +102,7 @@ mod tests {
     use serde_json::json;
 
     fn workspace_metadata() -> Value {
-        let output = crate::cargo(&["metadata", "--format-version", "1"])
+        let output = crate::cmd::cargo(&["metadata", "--format-version", "1"])
             .output()
             .expect("cargo metadata runs");
         assert!(
