@@ -10,7 +10,7 @@ use crate::features;
 use crate::launch::mpirun;
 
 /// Runs an example built by the test build (which builds every example), for the same reason
-/// as [`kindling`].
+/// as [`kindling`](crate::cmd::kindling).
 pub(crate) fn example(name: &str, args: &[String]) -> Result<()> {
     let output = build_test_targets()?;
     let binary = executable(&output, name, "example")
