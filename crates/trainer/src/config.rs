@@ -9,8 +9,9 @@
 use std::path::PathBuf;
 
 use kindling_augment::Transform;
-use kindling_augment::transforms::{CenterCrop, Compose, Normalize, Resize, ToTensor};
 use serde::{Deserialize, Serialize};
+
+use crate::recipes;
 
 /// A configuration value outside its accepted range.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -407,33 +408,17 @@ impl TrainConfig {
         self.model.input_size = Some(self.input_size());
         let side = self.input_size();
         // Image folders hold images of any size: the small-input recipes first resize them.
-        let fit = (self.data.dataset == DatasetKind::Folder).then(|| Resize::new([side, side]));
-        let eval = self.augment.eval_pipeline.take().unwrap_or_else(|| {
-            if side <= 64 {
-                let mut steps: Vec<Transform> = fit.clone().into_iter().map(Into::into).collect();
-                steps.extend([ToTensor.into(), Normalize::new([0.5; 3], [0.5; 3]).into()]);
-                Compose::new(steps).into()
-            } else {
-                // torchvision's reference evaluation: resize the shorter side to 256/224 of
-                // the crop, then crop the centre.
-                Compose::new([
-                    Resize::new(side * 256 / 224).into(),
-                    CenterCrop::new(side).into(),
-                    ToTensor.into(),
-                    imagenet_normalize().into(),
-                ])
-                .into()
-            }
-        });
+        let folder = self.data.dataset == DatasetKind::Folder;
+        let eval = self
+            .augment
+            .eval_pipeline
+            .take()
+            .unwrap_or_else(|| recipes::eval(side, folder));
         let train = self.augment.train_pipeline.take().unwrap_or_else(|| {
-            if !self.augment.enabled {
-                eval.clone()
-            } else if side <= 64 {
-                let mut steps: Vec<Transform> = fit.into_iter().map(Into::into).collect();
-                steps.extend(cifar_recipe(side));
-                Compose::new(steps).into()
+            if self.augment.enabled {
+                recipes::train(side, folder)
             } else {
-                imagenet_recipe(side)
+                eval.clone()
             }
         });
         self.augment.train_pipeline = Some(train);
@@ -655,39 +640,6 @@ impl TrainConfig {
             Schedule::Constant | Schedule::Onecycle => lr,
         }
     }
-}
-
-/// torchvision's reference CIFAR recipe at side `side`: `RandomCrop(side, padding=side/8)`,
-/// flip, `ColorJitter(0.2, 0.2)`, normalised to [-1, 1] (at 32: `pipelines::cifar()`).
-fn cifar_recipe(side: usize) -> Vec<Transform> {
-    use kindling_augment::transforms::{ColorJitter, RandomCrop, RandomHorizontalFlip};
-    vec![
-        RandomCrop::new(side).padding(side / 8).into(),
-        RandomHorizontalFlip::default().into(),
-        ColorJitter::new().brightness(0.2).contrast(0.2).into(),
-        ToTensor.into(),
-        Normalize::new([0.5; 3], [0.5; 3]).into(),
-    ]
-}
-
-/// The ImageNet recipe at crop `side` (at 224: `pipelines::imagenet()`).
-fn imagenet_recipe(side: usize) -> Transform {
-    use kindling_augment::transforms::{
-        ColorJitter, RandomHorizontalFlip, RandomResizedCrop, RandomRotation,
-    };
-    Compose::new([
-        RandomResizedCrop::new(side).into(),
-        RandomHorizontalFlip::default().into(),
-        ColorJitter::new().brightness(0.2).contrast(0.2).into(),
-        RandomRotation::new(15.0).into(),
-        ToTensor.into(),
-        imagenet_normalize().into(),
-    ])
-    .into()
-}
-
-fn imagenet_normalize() -> Normalize {
-    Normalize::new([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 }
 
 fn diff_values(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {

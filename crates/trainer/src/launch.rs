@@ -156,7 +156,7 @@ pub fn start_new(
         return train_process(config, out, quiet, None, interrupt);
     }
     let started = Instant::now();
-    crate::train::preflight(config)?;
+    crate::preflight::preflight(config)?;
     let mut run = RunDir::create(out, config)?;
     let model = train_from(config, &mut run, quiet, None, None, Some(interrupt))?;
     save_model(&model, &run)?;
@@ -217,7 +217,7 @@ fn train_process(
         let mut run = match (&start, rank) {
             (_, 1..) => None,
             (None, 0) => {
-                crate::train::preflight(config)?;
+                crate::preflight::preflight(config)?;
                 Some(RunDir::create(out, config)?)
             }
             (Some(c), 0) => {

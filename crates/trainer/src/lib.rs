@@ -2,7 +2,7 @@
 //!
 //! Where things live: [`cli`] (flags), [`config`] (the nested run configuration),
 //! [`launch`] (starting ranks, opening and resuming runs), [`train`] (the [`train::Trainer`]
-//! of one rank: steps and epochs), [`eval`] (evaluation, confusion matrix, prediction),
+//! of one rank: steps and epochs), [`eval`] (evaluation, confusion matrix, prediction), [`preflight`] (the checks before a run), [`recipes`] (the default pipelines),
 //! [`data`] (datasets, splits and the loader), [`model`] (building the network, fine-tuning),
 //! [`checkpoint`], [`run`] (the run directory), [`plot`], [`signal`] (SIGINT/SIGTERM),
 //! [`device`] (`--device` parsing and the device smoke test) and [`inspect`] (summary,
@@ -18,6 +18,8 @@ pub mod inspect;
 pub mod launch;
 pub mod model;
 pub mod plot;
+pub mod preflight;
+pub mod recipes;
 pub mod run;
 pub mod signal;
 pub mod train;

@@ -16,16 +16,17 @@ use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::{Device, Int, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
+use kindling_augment::Transform;
 use kindling_augment::batched::{AugmentBatcher, AugmentedBatch, BatchMix, soft_cross_entropy};
-use kindling_augment::{Augment, Sample, Transform};
 use kindling_dist::{Communicator, Ddp, DdpConfig, ReduceOp};
 use kindling_model::AlexNet;
 
 use crate::checkpoint::{self, Checkpoint, Partial};
 use crate::config::{Optimizer, RESUMABLE, TrainConfig};
+use crate::data::Dataset;
 use crate::data::loader::{Loader, Plan, default_workers};
-use crate::data::{self, Dataset};
 use crate::eval::{confusion_table, evaluate, scalar};
+use crate::preflight::{Prepared, prepare};
 use crate::run::{EpochMetrics, RunDir};
 
 /// The error a run returns when `interrupt` was set (Ctrl-C, SIGTERM): it wrote `last.ckpt` at
@@ -497,48 +498,6 @@ impl<'c> Trainer<'c> {
     }
 }
 
-/// A run's data and pipelines, checked.
-struct Prepared {
-    train_set: Dataset,
-    val_set: Dataset,
-    train_pipeline: Transform,
-    eval_pipeline: Transform,
-    num_classes: usize,
-}
-
-/// Reads the splits of a resolved `config` and checks its pipelines on them.
-fn prepare(config: &TrainConfig) -> Result<Prepared> {
-    let (train_set, val_set) = data::splits(config)?;
-    let num_classes = train_set.classes().len();
-    let train_pipeline = config.train_pipeline();
-    let eval_pipeline = config.eval_pipeline();
-    check_pipeline(
-        config,
-        "augment.train_pipeline",
-        &train_pipeline,
-        &train_set,
-    )?;
-    check_pipeline(config, "augment.eval_pipeline", &eval_pipeline, &val_set)?;
-    Ok(Prepared {
-        train_set,
-        val_set,
-        train_pipeline,
-        eval_pipeline,
-        num_classes,
-    })
-}
-
-/// Every check [`Trainer::new`] makes of a new run (the data, the pipelines on a first image,
-/// the model and its starting weights, built on flex), so that a mistake is reported before
-/// the run directory is created and a corrected command can reuse its `--out`.
-pub fn preflight(config: &TrainConfig) -> Result<()> {
-    config.validate()?;
-    let config = config.clone().resolve();
-    let prepared = prepare(&config)?;
-    crate::model::build(&config, prepared.num_classes, &Device::flex())?;
-    Ok(())
-}
-
 /// One rank's share of a run, from `start` if given, for `stop_after` epochs of this session
 /// if given (else to the end of the config): see [`Trainer`].
 #[allow(clippy::too_many_arguments)]
@@ -579,48 +538,6 @@ fn new_optimizer(config: &TrainConfig) -> ModuleOptimizer {
             .with_weight_decay(o.weight_decay as f32)
             .init(),
     }
-}
-
-/// Runs `pipeline` on the first sample of `data` and checks that it makes the model's input:
-/// a pipeline that cannot run, or one whose output does not fit the model, is an error naming
-/// the pipeline, the image and the sizes, before any training.
-fn check_pipeline(
-    config: &TrainConfig,
-    field: &str,
-    pipeline: &Transform,
-    data: &Dataset,
-) -> Result<()> {
-    let side = config.input_size();
-    let (image, _) = data.get(0)?;
-    let before = [image.channels(), image.height(), image.width()];
-    let out = pipeline
-        .apply_seeded(image, config.seed, 0, 0)
-        .and_then(Sample::into_f32)
-        .with_context(|| {
-            format!(
-                "{field} cannot run on {} ({}x{}x{})",
-                data.describe(0),
-                before[0],
-                before[1],
-                before[2]
-            )
-        })?;
-    let got = [out.channels(), out.height(), out.width()];
-    if got != [3, side, side] {
-        bail!(
-            "{field} turns {} ({}x{}x{}) into {}x{}x{}, but the {} takes 3x{side}x{side} \
-             (model.input_size); end the pipeline with a crop or resize to {side}",
-            data.describe(0),
-            before[0],
-            before[1],
-            before[2],
-            got[0],
-            got[1],
-            got[2],
-            config.model.name.config(1).variant.title()
-        );
-    }
-    Ok(())
 }
 
 /// PyTorch's `clip_grad_norm_`: when the L2 norm of all gradients together exceeds `max_norm`,

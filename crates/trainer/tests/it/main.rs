@@ -17,3 +17,19 @@ pub fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+/// The number of images a run's `confusion.csv` counts (every cell after the header row and the
+/// class column).
+pub fn confusion_total(run: &std::path::Path) -> usize {
+    let confusion = std::fs::read_to_string(run.join("confusion.csv")).expect("confusion.csv");
+    confusion
+        .lines()
+        .skip(1)
+        .flat_map(|l| {
+            l.split(',')
+                .skip(1)
+                .map(|v| v.parse::<usize>().expect("a count"))
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}

@@ -194,16 +194,7 @@ fn mixing_device_augmentation_and_schedules_train() {
         (h[1].lr - h[0].lr * 0.5).abs() < 1e-12,
         "step schedule: {h:?}"
     );
-    let confusion = std::fs::read_to_string(dir.join("confusion.csv")).expect("confusion");
-    let total: usize = confusion
-        .lines()
-        .skip(1)
-        .flat_map(|l| {
-            l.split(',')
-                .skip(1)
-                .map(|v| v.parse::<usize>().expect("count"))
-        })
-        .sum();
+    let total = crate::confusion_total(&dir);
     assert_eq!(total, 32, "every validation image is counted once");
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }

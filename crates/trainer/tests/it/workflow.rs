@@ -225,17 +225,8 @@ fn folder_errors_name_the_classes_and_files() {
         "{skipped}"
     );
     // The 6 readable validation images are counted, the broken one is not.
-    let confusion = std::fs::read_to_string(out.join("confusion.csv")).expect("confusion");
-    let counted: usize = confusion
-        .lines()
-        .skip(1)
-        .flat_map(|l| {
-            l.split(',')
-                .skip(1)
-                .map(|v| v.parse::<usize>().expect("count"))
-        })
-        .sum();
-    assert_eq!(counted, 6, "{confusion}");
+    let counted = crate::confusion_total(&out);
+    assert_eq!(counted, 6);
     std::fs::remove_dir_all(&root).expect("cleanup");
 }
 
