@@ -41,7 +41,7 @@ pub(crate) fn prepare(config: &TrainConfig) -> Result<Prepared> {
     })
 }
 
-/// Every check [`Trainer::new`] makes of a new run (the data, the pipelines on a first image,
+/// Every check [`Trainer::new`](crate::train::Trainer::new) makes of a new run (the data, the pipelines on a first image,
 /// the model and its starting weights, built on flex), so that a mistake is reported before
 /// the run directory is created and a corrected command can reuse its `--out`.
 pub fn preflight(config: &TrainConfig) -> Result<()> {
