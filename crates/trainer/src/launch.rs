@@ -42,11 +42,18 @@ pub fn resume_from(
     quiet: bool,
     interrupt: Option<&AtomicBool>,
 ) -> Result<AlexNet> {
+    continue_run(run, &checkpoint, config)?;
+    train_from(config, run, quiet, Some(checkpoint), None, interrupt)
+}
+
+/// Readies a reopened run to continue from `checkpoint` with `config`: forgets the epochs
+/// recorded after the checkpoint, and writes a changed (extended) config back.
+fn continue_run(run: &mut RunDir, checkpoint: &Checkpoint, config: &TrainConfig) -> Result<()> {
     run.truncate_history(checkpoint.header.epoch)?;
     if *config != checkpoint.header.config {
         run.write_config(config)?;
     }
-    train_from(config, run, quiet, Some(checkpoint), None, interrupt)
+    Ok(())
 }
 
 /// [`train`] from an optional checkpoint (which may stop inside an epoch), stopping after
@@ -144,6 +151,24 @@ pub struct Finished {
     pub elapsed: Duration,
 }
 
+impl Finished {
+    /// A run of the threads engine that returned `model`: its weights saved into `run`.
+    fn of_threads(
+        model: AlexNet,
+        run: RunDir,
+        config: &TrainConfig,
+        started: Instant,
+    ) -> Result<Self> {
+        save_model(&model, &run)?;
+        Ok(Self {
+            run: Some(run),
+            ranks: parse_devices(&config.dist.device)?.len(),
+            engine: config.dist.engine,
+            elapsed: started.elapsed(),
+        })
+    }
+}
+
 /// Starts a new run in `out` (threads, or this process's rank of a multi-process group) and
 /// trains it to the end, saving `model.safetensors`.
 pub fn start_new(
@@ -159,13 +184,7 @@ pub fn start_new(
     crate::preflight::preflight(config)?;
     let mut run = RunDir::create(out, config)?;
     let model = train_from(config, &mut run, quiet, None, None, Some(interrupt))?;
-    save_model(&model, &run)?;
-    Ok(Finished {
-        run: Some(run),
-        ranks: parse_devices(&config.dist.device)?.len(),
-        engine: config.dist.engine,
-        elapsed: started.elapsed(),
-    })
+    Finished::of_threads(model, run, config, started)
 }
 
 /// Resumes the run in `dir` from its `last.ckpt` with `config` (the checkpoint's own config
@@ -183,13 +202,7 @@ pub fn start_resume(
     let started = Instant::now();
     let mut run = RunDir::open(dir)?;
     let model = resume_from(&mut run, checkpoint, config, quiet, Some(interrupt))?;
-    save_model(&model, &run)?;
-    Ok(Finished {
-        run: Some(run),
-        ranks: parse_devices(&config.dist.device)?.len(),
-        engine: config.dist.engine,
-        elapsed: started.elapsed(),
-    })
+    Finished::of_threads(model, run, config, started)
 }
 
 /// One rank of a multi-process run (engine mpi, tcp or nccl): rank 0 owns the run directory in
@@ -222,10 +235,7 @@ fn train_process(
             }
             (Some(c), 0) => {
                 let mut run = RunDir::open(out)?;
-                run.truncate_history(c.header.epoch)?;
-                if *config != c.header.config {
-                    run.write_config(config)?;
-                }
+                continue_run(&mut run, c, config)?;
                 Some(run)
             }
         };

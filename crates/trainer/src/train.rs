@@ -324,6 +324,25 @@ impl<'c> Trainer<'c> {
         let Some(run) = run else {
             return Ok(());
         };
+        let trained = BatchStats {
+            loss_sum,
+            correct,
+            seen,
+        };
+        self.validate_and_record(run, epoch, lr, trained, train_time, quiet)
+    }
+
+    /// Rank 0's end of an epoch: validation, the epoch's line in the run's history, its
+    /// checkpoints, and after the last epoch the confusion matrix.
+    fn validate_and_record(
+        &mut self,
+        run: &mut RunDir,
+        epoch: usize,
+        lr: f64,
+        trained: BatchStats,
+        train_time: f64,
+        quiet: bool,
+    ) -> Result<()> {
         let eval = evaluate(
             self.model(),
             &self.val_set,
@@ -333,16 +352,17 @@ impl<'c> Trainer<'c> {
             &self.device,
         )?;
         self.skipped.extend(eval.skipped.iter().cloned());
+        let seen = trained.seen as f64;
         let metrics = EpochMetrics {
             epoch: epoch + 1,
             step: self.step,
             lr,
-            train_loss: loss_sum / seen as f64,
-            train_acc: correct as f64 / seen as f64,
+            train_loss: trained.loss_sum / seen,
+            train_acc: trained.correct as f64 / seen,
             val_loss: eval.loss,
             val_acc: eval.top1,
             val_top5: eval.top5,
-            images_per_sec: seen as f64 / train_time,
+            images_per_sec: seen / train_time,
         };
         run.record(&metrics)?;
         if !self.skipped.is_empty() {
