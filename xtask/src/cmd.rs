@@ -1,6 +1,6 @@
 //! Running cargo and the binaries of the test build: the helpers every workflow shares.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -72,7 +72,12 @@ pub(crate) fn executable(messages: &[u8], name: &str, kind: &str) -> Option<Path
 
 /// The workspace root, found from this crate's manifest so xtask works from any directory.
 pub(crate) fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    // `cargo run` sets CARGO_MANIFEST_DIR at run time too; prefer it to the compile-time value,
+    // which names whichever checkout first built this binary when clones share a target dir.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir
         .parent()
         .expect("xtask lives one level below the workspace root")
         .to_path_buf()
