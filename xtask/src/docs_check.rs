@@ -74,6 +74,11 @@ pub(crate) fn docs_check() -> Result<()> {
                             Cmd::Preview { args } => {
                                 run_doc(&binary, &work, "preview", &args, &placeholder)
                             }
+                            Cmd::Compare { args } if !args.is_empty() => {
+                                let mut args = args.clone();
+                                args.push("--dry-run".into());
+                                run_doc(&binary, &work, "compare", &args, &placeholder)
+                            }
                             Cmd::Kindling { args }
                                 if args.first().is_some_and(|s| {
                                     ["dataset", "activations", "check-device"].contains(&s.as_str())

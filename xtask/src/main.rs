@@ -90,6 +90,13 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Measure the seed's comparison tables with `kindling compare` (augment | parallel);
+    /// without arguments, a small augmentation comparison on the built-in data, in minutes.
+    #[command(disable_help_flag = true)]
+    Compare {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Run a crate's example (crates/*/examples) with the binary of the test build, e.g.
     /// `cargo xtask example allreduce_threads -- 2 16`.
     Example {
@@ -140,6 +147,26 @@ enum Cmd {
     },
 }
 
+/// `cargo xtask compare` without arguments: every default arm, 2 seeds, a short schedule on
+/// a slice of the built-in data.
+const QUICK_COMPARE: [&str; 15] = [
+    "augment",
+    "--seeds",
+    "2",
+    "--train-size",
+    "600",
+    "--val-size",
+    "300",
+    "--epochs",
+    "3",
+    "--warmup-epochs",
+    "0",
+    "--batch-size",
+    "32",
+    "--out",
+    "compare/quick",
+];
+
 /// Errors print as one message with its causes, without a backtrace (`RUST_BACKTRACE` is for
 /// panics).
 fn main() -> std::process::ExitCode {
@@ -165,6 +192,10 @@ fn run_cli(cli: Cli) -> Result<()> {
             Some((subcommand, rest)) => kindling(subcommand, rest),
             None => kindling("--help", &[]),
         },
+        Cmd::Compare { args } if args.is_empty() => {
+            kindling("compare", &QUICK_COMPARE.map(String::from))
+        }
+        Cmd::Compare { args } => kindling("compare", &args),
         Cmd::Example { name, args } => example(&name, &args),
         Cmd::Examples => examples(),
         Cmd::Bench { args } => bench(&args),

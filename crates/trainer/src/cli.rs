@@ -117,12 +117,103 @@ pub enum Cmd {
         #[arg(required = true)]
         images: Vec<PathBuf>,
     },
+    /// Measure the seed's comparison tables on your data: augmentation techniques, or single
+    /// rank vs threads vs processes.
+    Compare {
+        #[command(subcommand)]
+        what: CompareCmd,
+    },
     /// Check that a device computes a convolution and its gradients like the flex CPU reference.
     CheckDevice {
         /// flex, wgpu, wgpu:cpu, wgpu:N or cuda:N[,M...]
         #[arg(long, default_value = "flex")]
         device: String,
     },
+}
+
+/// `kindling compare`'s two comparisons.
+#[derive(Debug, Subcommand)]
+pub enum CompareCmd {
+    /// Train the same model on the same data once per augmentation arm (no augmentation, each
+    /// technique alone, the full recipe) and seed; report accuracy (mean ± sd), the
+    /// train-minus-validation gap and each arm's cost, in OUT/summary.md, CSV files and plots.
+    Augment(Box<CompareAugmentArgs>),
+    /// Train the same model and global batch (--batch-size) on 1 rank, on N threads of one
+    /// process and on N processes (tcp, mpi); report images/s, scaling efficiency and the
+    /// largest weight difference from the 1-rank run.
+    Parallel(Box<CompareParallelArgs>),
+}
+
+/// The run every arm or shape of a comparison starts from, and where the comparison goes.
+#[derive(Debug, Args)]
+pub struct CompareBase {
+    /// A TOML or JSON file with any config fields: the base run
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The comparison's folder (default: `compare/<unix time>`); running the same command
+    /// with the same --out again continues an interrupted comparison
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print only the final table
+    #[arg(long)]
+    pub quiet: bool,
+    /// Check the flags and arms and print what would run, without training
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub set: Overrides,
+}
+
+impl CompareBase {
+    /// The base config: defaults, the `--config` file, then the flags (unresolved, so that
+    /// each arm resolves its own pipelines).
+    pub fn config(&self) -> Result<TrainConfig> {
+        let base = match &self.config {
+            Some(path) => read_config(path)?,
+            None => TrainConfig::default(),
+        };
+        let mut value = serde_json::to_value(&base)?;
+        merge(&mut value, &serde_json::to_value(&self.set)?);
+        let config: TrainConfig =
+            serde_json::from_value(value).context("the command-line flags")?;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CompareAugmentArgs {
+    #[command(flatten)]
+    pub base: CompareBase,
+    /// Runs per arm, with seeds --seed, --seed + 1, ...
+    #[arg(long, default_value_t = 3)]
+    pub seeds: usize,
+    /// An arm file replacing the default set (see crates/trainer/compare/augment.toml)
+    #[arg(long, value_name = "FILE")]
+    pub arms: Option<PathBuf>,
+    /// Add an arm: a name and a training pipeline file (repeatable)
+    #[arg(long = "arm", value_name = "NAME=FILE")]
+    pub extra_arms: Vec<String>,
+    /// Run only these arms (comma-separated names)
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// With several devices in --device: run different arms at once, one per device, instead
+    /// of each run data-parallel over all of them
+    #[arg(long)]
+    pub side_by_side: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareParallelArgs {
+    #[command(flatten)]
+    pub base: CompareBase,
+    /// Ranks of the threads and processes shapes (--batch-size is split among them)
+    #[arg(long, default_value_t = 2)]
+    pub ranks: usize,
+    /// Process engines to compare (default: tcp, and mpi when this kindling has it and
+    /// mpirun is found)
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub engines: Vec<Engine>,
 }
 
 /// Which model `filters` and `activations` look at: a variant with optional torchvision

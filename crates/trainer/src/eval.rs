@@ -37,13 +37,34 @@ pub fn evaluate(
     skip_bad_images: bool,
     device: &Device,
 ) -> Result<Evaluation> {
+    let indices: Vec<usize> = (0..data.len()).collect();
+    evaluate_samples(
+        model,
+        data,
+        &indices,
+        pipeline,
+        batch_size,
+        skip_bad_images,
+        device,
+    )
+}
+
+/// [`evaluate`] over the samples `indices` of `data` only.
+pub fn evaluate_samples(
+    model: &AlexNet,
+    data: &Dataset,
+    indices: &[usize],
+    pipeline: &Transform,
+    batch_size: usize,
+    skip_bad_images: bool,
+    device: &Device,
+) -> Result<Evaluation> {
     let model = model.valid();
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let classes = data.classes().len();
     let mut confusion = vec![vec![0usize; classes]; classes];
     let (mut loss_sum, mut top1, mut top5) = (0.0f64, 0usize, 0usize);
     let mut skipped = Vec::new();
-    let indices: Vec<usize> = (0..data.len()).collect();
     for chunk in indices.chunks(batch_size) {
         let decoded: Vec<Result<(kindling_augment::Image<f32>, usize)>> = chunk
             .par_iter()
@@ -89,9 +110,9 @@ pub fn evaluate(
             confusion[label][predicted] += 1;
         }
     }
-    let n = data.len() - skipped.len();
+    let n = indices.len() - skipped.len();
     if n == 0 {
-        anyhow::bail!("no validation image could be read (see skipped_images.txt)");
+        anyhow::bail!("no image to evaluate could be read (see skipped_images.txt)");
     }
     let n = n as f64;
     Ok(Evaluation {

@@ -6,10 +6,12 @@
 //! [`data`] (datasets, splits and the loader), [`model`] (building the network, fine-tuning),
 //! [`checkpoint`], [`run`] (the run directory), [`plot`], [`signal`] (SIGINT/SIGTERM),
 //! [`device`] (`--device` parsing and the device smoke test) and [`inspect`] (summary,
-//! filters, previews).
+//! filters, previews), [`compare`] (`kindling compare`: augmentation arms and data-parallel
+//! shapes, measured) and [`spawn`] (starting process ranks on this machine).
 
 pub mod checkpoint;
 pub mod cli;
+pub mod compare;
 pub mod config;
 pub mod data;
 pub mod device;
@@ -22,4 +24,5 @@ pub mod preflight;
 pub mod recipes;
 pub mod run;
 pub mod signal;
+pub mod spawn;
 pub mod train;

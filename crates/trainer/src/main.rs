@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use kindling_trainer::checkpoint::Checkpoint;
-use kindling_trainer::cli::{Cli, Cmd, ModelSource, TrainArgs};
+use kindling_trainer::cli::{Cli, Cmd, CompareCmd, ModelSource, TrainArgs};
 use kindling_trainer::config::DatasetKind;
 use kindling_trainer::device::{parse_devices, smoke_test};
 use kindling_trainer::launch::{self, Finished};
@@ -170,6 +170,7 @@ fn run_command(command: Cmd) -> Result<()> {
             );
             Ok(())
         }
+        Cmd::Compare { what } => compare(what),
         Cmd::CheckDevice { device } => {
             let mut failed = false;
             for (i, dev) in parse_devices(&device)?.iter().enumerate() {
@@ -234,15 +235,115 @@ fn train(args: &TrainArgs) -> Result<()> {
             println!("CIFAR-10 in {}", folder.display());
         }
     }
-    let out = args.out.clone().unwrap_or_else(|| {
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
-        PathBuf::from(format!("runs/{secs}"))
-    });
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("runs/{}", unix_time())));
     let done = launch::start_new(&config, &out, args.quiet, &stop.flag)?;
     report(&done, "trained to epoch")
+}
+
+/// `kindling compare augment | parallel`.
+fn compare(what: CompareCmd) -> Result<()> {
+    use kindling_trainer::compare::{self, arms, augment};
+    use kindling_trainer::config::Engine;
+    let stop = signal::stop();
+    let default_out = || PathBuf::from(format!("compare/{}", unix_time()));
+    match what {
+        CompareCmd::Augment(args) => {
+            let base = args.base.config()?;
+            if base.mix.mixup_alpha.is_some() || base.mix.cutmix_alpha.is_some() {
+                bail!(
+                    "compare augment sets MixUp and CutMix per arm: leave --mixup and --cutmix \
+                     out (or put them in an arm's `mix`)"
+                );
+            }
+            let default_set = args.arms.is_none();
+            let mut all = match &args.arms {
+                Some(path) => arms::from_path(path)?,
+                None => arms::defaults()?,
+            };
+            for flag in &args.extra_arms {
+                all.push(arms::from_flag(flag)?);
+            }
+            if !args.only.is_empty() {
+                if let Some(unknown) = args
+                    .only
+                    .iter()
+                    .find(|n| !all.iter().any(|a| &a.name == *n))
+                {
+                    let names: Vec<&str> = all.iter().map(|a| a.name.as_str()).collect();
+                    bail!("--only {unknown}: no such arm (arms: {})", names.join(", "));
+                }
+                all.retain(|a| args.only.contains(&a.name));
+            }
+            if default_set && base.input_size() != arms::DEFAULT_SIDE {
+                bail!(
+                    "the default arms are written for {0}x{0} inputs, and this model takes {1}x{1}: \
+                     give --arms FILE with pipelines for {1}x{1} (see crates/trainer/compare/augment.toml)",
+                    arms::DEFAULT_SIDE,
+                    base.input_size()
+                );
+            }
+            let plan = augment::Plan {
+                fit_images: default_set && base.data.dataset == DatasetKind::Folder,
+                base,
+                arms: all,
+                seeds: args.seeds,
+                side_by_side: args.side_by_side,
+            };
+            let out = args.base.out.clone().unwrap_or_else(default_out);
+            if args.base.dry_run {
+                augment::preflight(&plan)?;
+                for arm in &plan.arms {
+                    for i in 0..plan.seeds {
+                        let seed = plan.base.seed + i as u64;
+                        augment::arm_config(&plan, arm, seed)?.validate()?;
+                        println!("would train {}/runs/{}/seed{seed}", out.display(), arm.name);
+                    }
+                }
+                return Ok(());
+            }
+            let table = compare::compare_augment(&plan, &out, args.base.quiet, &stop.flag)?;
+            println!("{table}");
+            println!(
+                "comparison in {} (summary.md, summary.csv, runs.csv, curves.csv, val_accuracy.png)",
+                out.display()
+            );
+            Ok(())
+        }
+        CompareCmd::Parallel(args) => {
+            let base = args.base.config()?;
+            let engines = if args.engines.is_empty() {
+                let mut e = vec![Engine::Tcp];
+                if cfg!(feature = "mpi") && kindling_trainer::spawn::mpirun_available() {
+                    e.push(Engine::Mpi);
+                }
+                e
+            } else {
+                args.engines.clone()
+            };
+            let out = args.base.out.clone().unwrap_or_else(default_out);
+            if args.base.dry_run {
+                for shape in compare::parallel_shapes(&engines)? {
+                    compare::parallel::shape_config(&base, shape, args.ranks)?.validate()?;
+                    println!("would train {}", shape.name(args.ranks));
+                }
+                return Ok(());
+            }
+            let table = compare::compare_parallel(&base, args.ranks, &engines, &out, &stop.flag)?;
+            println!("{table}");
+            println!("comparison in {}", out.display());
+            Ok(())
+        }
+    }
+}
+
+fn unix_time() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }
 
 /// Prints the last line of a run: how far it got, in what time, its validation accuracy and

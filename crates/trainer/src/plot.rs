@@ -43,11 +43,44 @@ fn font_available() -> bool {
     })
 }
 
-/// One curve: its name, colour and values per epoch.
-struct Curve<'a> {
-    name: &'a str,
-    colour: RGBColor,
-    values: Vec<f64>,
+/// One curve: its name, colour and values per epoch, and optionally a band around it (low and
+/// high per epoch, drawn translucent).
+#[derive(Debug)]
+pub struct Curve<'a> {
+    pub name: &'a str,
+    pub colour: RGBColor,
+    pub values: Vec<f64>,
+    pub band: Option<Vec<(f64, f64)>>,
+}
+
+/// Distinct colours for up to ten curves (matplotlib's tab10), repeating after that.
+pub fn palette(i: usize) -> RGBColor {
+    const TAB10: [(u8, u8, u8); 10] = [
+        (31, 119, 180),
+        (255, 127, 14),
+        (44, 160, 44),
+        (214, 39, 40),
+        (148, 103, 189),
+        (140, 86, 75),
+        (227, 119, 194),
+        (127, 127, 127),
+        (188, 189, 34),
+        (23, 190, 207),
+    ];
+    let (r, g, b) = TAB10[i % TAB10.len()];
+    RGBColor(r, g, b)
+}
+
+/// Writes one PNG of `curves` against epochs from 1 to `path`.
+pub fn write_plot(
+    path: &Path,
+    title: &str,
+    y_label: &str,
+    curves: &[Curve<'_>],
+    y_range: Option<(f64, f64)>,
+) -> Result<()> {
+    let png = render(title, y_label, 1, curves, y_range)?;
+    write_atomic(path, &png)
 }
 
 /// Writes `loss.png` and `accuracy.png` for `history` into `dir`.
@@ -61,11 +94,13 @@ pub fn write_curves(dir: &Path, history: &[EpochMetrics]) -> Result<()> {
             name: "train loss",
             colour: BLUE,
             values: per(|m| m.train_loss),
+            band: None,
         },
         Curve {
             name: "validation loss",
             colour: RED,
             values: per(|m| m.val_loss),
+            band: None,
         },
     ];
     let accuracy = [
@@ -73,16 +108,19 @@ pub fn write_curves(dir: &Path, history: &[EpochMetrics]) -> Result<()> {
             name: "train top-1",
             colour: BLUE,
             values: per(|m| 100.0 * m.train_acc),
+            band: None,
         },
         Curve {
             name: "validation top-1",
             colour: RED,
             values: per(|m| 100.0 * m.val_acc),
+            band: None,
         },
         Curve {
             name: "validation top-5",
             colour: RGBColor(230, 140, 20),
             values: per(|m| 100.0 * m.val_top5),
+            band: None,
         },
     ];
     let first = history[0].epoch;
@@ -150,6 +188,27 @@ fn render(
         }
         mesh.draw().map_err(|e| err(&e))?;
         for curve in curves {
+            if let Some(band) = &curve.band {
+                let x = |i: usize| (first + i) as f64;
+                let outline: Vec<(f64, f64)> = band
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &(_, hi))| (x(i), hi))
+                    .chain(
+                        band.iter()
+                            .enumerate()
+                            .rev()
+                            .map(|(i, &(lo, _))| (x(i), lo)),
+                    )
+                    .filter(|(_, v)| v.is_finite())
+                    .collect();
+                chart
+                    .draw_series(std::iter::once(Polygon::new(
+                        outline,
+                        curve.colour.mix(0.2).filled(),
+                    )))
+                    .map_err(|e| err(&e))?;
+            }
             let points: Vec<(f64, f64)> = curve
                 .values
                 .iter()

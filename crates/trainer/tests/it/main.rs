@@ -2,6 +2,7 @@
 // Configs are written as "defaults, then these fields", section by section.
 #![allow(clippy::field_reassign_with_default)]
 
+mod compare;
 mod data;
 mod device;
 mod train;
