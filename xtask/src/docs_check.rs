@@ -91,6 +91,11 @@ pub(crate) fn docs_check() -> Result<()> {
                     }
                 }
                 Some("kindling") if cmd.text.contains('[') => Ok("synopsis"),
+                // `kindling launch ... -- train ARGS`, `mpirun ... kindling train ARGS`,
+                // `srun ... kindling train ARGS`: the train part, by --dry-run.
+                Some(first) if launched_train(first, w).is_some() => {
+                    dry_run(&binary, &work, launched_train(first, w).unwrap_or_default())
+                }
                 Some("kindling") if w.get(1).map(String::as_str) == Some("train") => {
                     dry_run(&binary, &work, &w[2..])
                 }
@@ -140,6 +145,22 @@ pub(crate) fn docs_check() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The `train` arguments of a command that launches `kindling train` ranks: `kindling launch
+/// ... -- train ARGS`, or `mpirun`/`srun` ... `kindling train ARGS`.
+pub(crate) fn launched_train<'a>(first: &str, w: &'a [String]) -> Option<&'a [String]> {
+    let train_after = |i: usize| (w.get(i)? == "train").then(|| &w[i + 1..]);
+    match first {
+        "kindling" if w.get(1).map(String::as_str) == Some("launch") => {
+            train_after(w.iter().position(|x| x == "--")? + 1)
+        }
+        "mpirun" | "srun" => {
+            let kindling = |x: &String| x == "kindling" || x.ends_with("/kindling");
+            train_after(w.iter().position(kindling)? + 1)
+        }
+        _ => None,
+    }
 }
 
 /// Flags whose value is a file an earlier step of the docs creates (a run, weights).

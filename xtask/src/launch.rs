@@ -40,28 +40,32 @@ pub(crate) fn train(args: &[String]) -> Result<()> {
         let output = build_test_targets()?;
         executable(&output, "kindling", "bin").context("cargo built no `kindling` binary")?
     };
-    let mut train = vec!["train".to_string()];
-    train.extend(launch.rest.iter().cloned());
-    train.extend(["--engine".to_string(), engine.to_string()]);
-    if engine == "mpi" {
-        let mut cmd = mpirun(n, &binary)?;
-        cmd.args(&train);
-        return run(cmd).context("is Open MPI installed (openmpi-bin)?");
+    if engine == "mpi" && !features::mpi_available() {
+        bail!(
+            "this needs Open MPI and a kindling built with it: {}",
+            features::MPI_PACKAGES
+        );
     }
-    // tcp and nccl: start the ranks like torchrun, with the rendezvous in the environment.
-    let nccl_dir = if engine == "nccl" {
-        nccl_symlink_dir()?
-    } else {
-        None
-    };
-    env_ranks(n, &binary, &train, |cmd| {
-        set_threads_per_rank(cmd, n);
-        if let Some(dir) = &nccl_dir {
-            let old = std::env::var("LD_LIBRARY_PATH").unwrap_or_default();
-            cmd.env("LD_LIBRARY_PATH", format!("{}:{old}", dir.display()));
-        }
-    })
-    .context("training failed")
+    // The binary's own launcher starts the ranks (torchrun's environment, or mpirun).
+    let mut cmd = Command::new(&binary);
+    cmd.args([
+        "launch",
+        "--nproc-per-node",
+        &n.to_string(),
+        "--engine",
+        engine,
+        "--",
+    ])
+    .arg("train")
+    .args(&launch.rest);
+    if engine == "nccl"
+        && let Some(dir) = nccl_symlink_dir()?
+    {
+        let old = std::env::var("LD_LIBRARY_PATH").unwrap_or_default();
+        cmd.env("LD_LIBRARY_PATH", format!("{}:{old}", dir.display()));
+    }
+    ensure_runtime_dir(&mut cmd);
+    run(cmd).context("training failed")
 }
 
 /// Runs `n` processes of `binary args` with torchrun's environment (`RANK`, `LOCAL_RANK`,

@@ -56,6 +56,7 @@ mod mpi_engine;
 mod nccl;
 pub mod plan;
 mod sampler;
+pub mod slurm;
 mod tcp;
 mod tensor;
 

@@ -44,15 +44,36 @@ pub struct TcpEnv {
     pub rank: usize,
     /// `WORLD_SIZE`.
     pub world_size: usize,
-    /// `LOCAL_RANK` (default: `RANK`).
+    /// `LOCAL_RANK` (default: `RANK` modulo `LOCAL_WORLD_SIZE`, or `RANK` on one machine).
     pub local_rank: usize,
-    /// `MASTER_ADDR:MASTER_PORT`, where rank 0 listens.
+    /// `MASTER_ADDR:MASTER_PORT`, where the other ranks reach rank 0.
     pub master: String,
+    /// Where rank 0 listens (`KINDLING_BIND`, e.g. `10.0.0.1:29500`); by default every
+    /// interface at `MASTER_PORT`, since `MASTER_ADDR` may resolve to a loopback address on
+    /// rank 0's own machine (Debian maps the host name to 127.0.1.1).
+    pub bind: Option<String>,
 }
 
 impl TcpEnv {
-    /// Reads `RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `MASTER_ADDR` and `MASTER_PORT`.
+    /// Reads `RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `MASTER_ADDR` and `MASTER_PORT` (torchrun's),
+    /// or, when `RANK` is absent in a Slurm task, `SLURM_PROCID`, `SLURM_NTASKS`,
+    /// `SLURM_LOCALID` and the first host of `SLURM_JOB_NODELIST` (see [`crate::slurm`]).
     pub fn from_env() -> Result<Self> {
+        let bind = std::env::var("KINDLING_BIND").ok();
+        if std::env::var_os("RANK").is_none()
+            && let Some(slurm) = crate::slurm::read(|name| std::env::var(name).ok())
+        {
+            let (rank, world_size, local_rank, master) = slurm?;
+            let env = Self {
+                rank,
+                world_size,
+                local_rank,
+                master,
+                bind,
+            };
+            env.check()?;
+            return Ok(env);
+        }
         let var = |name: &str| {
             std::env::var(name).map_err(|_| {
                 DistError::Invalid(format!(
@@ -68,9 +89,17 @@ impl TcpEnv {
         };
         let rank = number("RANK", var("RANK")?)?;
         let world_size = number("WORLD_SIZE", var("WORLD_SIZE")?)?;
-        let local_rank = match std::env::var("LOCAL_RANK") {
-            Ok(v) => number("LOCAL_RANK", v)?,
-            Err(_) => rank,
+        let local_rank = match (
+            std::env::var("LOCAL_RANK"),
+            std::env::var("LOCAL_WORLD_SIZE"),
+        ) {
+            (Ok(v), _) => number("LOCAL_RANK", v)?,
+            // torchrun numbers ranks node by node.
+            (Err(_), Ok(n)) => match number("LOCAL_WORLD_SIZE", n)? {
+                0 => return Err(DistError::Invalid("LOCAL_WORLD_SIZE=0".into())),
+                n => rank % n,
+            },
+            (Err(_), Err(_)) => rank,
         };
         let port = number("MASTER_PORT", var("MASTER_PORT")?)?;
         let env = Self {
@@ -78,6 +107,7 @@ impl TcpEnv {
             world_size,
             local_rank,
             master: format!("{}:{port}", var("MASTER_ADDR")?),
+            bind,
         };
         env.check()?;
         Ok(env)
@@ -563,9 +593,15 @@ impl Communicator for TcpComm {
 /// Rank 0's side of the rendezvous: accept `world - 1` ranks, each saying hello with its rank
 /// and the world size it expects.
 fn accept_all(env: &TcpEnv, deadline: Instant, timeout: Duration) -> Result<Vec<Option<Conn>>> {
-    let listener = TcpListener::bind(&env.master).map_err(|e| {
+    let port = env.master.rsplit(':').next().unwrap_or_default();
+    let address = env
+        .bind
+        .clone()
+        .unwrap_or_else(|| format!("0.0.0.0:{port}"));
+    let listener = TcpListener::bind(&address).map_err(|e| {
         DistError::Invalid(format!(
-            "rank 0 cannot listen on MASTER_ADDR:MASTER_PORT = {}: {e}",
+            "rank 0 cannot listen on {address} (MASTER_PORT of MASTER_ADDR:MASTER_PORT = {}; \
+             KINDLING_BIND picks another address): {e}",
             env.master
         ))
     })?;

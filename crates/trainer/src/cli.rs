@@ -123,12 +123,48 @@ pub enum Cmd {
         #[command(subcommand)]
         what: CompareCmd,
     },
+    /// Start this machine's ranks of a multi-process run, as torchrun does: `kindling launch
+    /// --nproc-per-node 2 -- train ARGS`. Every rank gets torchrun's environment (RANK,
+    /// WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT) and
+    /// RAYON_NUM_THREADS = cores / ranks. Engines: tcp (any backend; the rendezvous and control
+    /// plane, rank 0 as hub: fine for small models across machines), nccl (the GPU data path),
+    /// mpi (the CPU data path; this launcher starts it on one machine, across machines use
+    /// mpirun --hostfile). Slurm: `srun kindling train --engine tcp ...` needs no launcher.
+    Launch(Box<LaunchArgs>),
     /// Check that a device computes a convolution and its gradients like the flex CPU reference.
     CheckDevice {
         /// flex, wgpu, wgpu:cpu, wgpu:N or cuda:N[,M...]
         #[arg(long, default_value = "flex")]
         device: String,
     },
+}
+
+/// `kindling launch`: torchrun's flags (underscores accepted too).
+#[derive(Debug, Args)]
+pub struct LaunchArgs {
+    /// Ranks (processes) on this machine
+    #[arg(long, alias = "nproc_per_node")]
+    pub nproc_per_node: usize,
+    /// Machines in the run
+    #[arg(long, default_value_t = 1)]
+    pub nnodes: usize,
+    /// This machine's index, 0..nnodes (node 0 holds rank 0)
+    #[arg(long, alias = "node_rank", default_value_t = 0)]
+    pub node_rank: usize,
+    /// Node 0's address, reachable from every machine
+    #[arg(long, alias = "master_addr", default_value = "127.0.0.1")]
+    pub master_addr: String,
+    #[arg(long, alias = "master_port", default_value_t = 29500)]
+    pub master_port: u16,
+    /// tcp, nccl or mpi (added to the train command as --engine)
+    #[arg(long, value_enum, default_value = "tcp")]
+    pub engine: Engine,
+    /// Where rank 0 listens (default: every interface at --master-port)
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub bind: Option<String>,
+    /// What each rank runs: `train ARGS`
+    #[arg(last = true, required = true)]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 /// `kindling compare`'s two comparisons.

@@ -171,6 +171,7 @@ fn run_command(command: Cmd) -> Result<()> {
             Ok(())
         }
         Cmd::Compare { what } => compare(what),
+        Cmd::Launch(args) => launch(&args),
         Cmd::CheckDevice { device } => {
             let mut failed = false;
             for (i, dev) in parse_devices(&device)?.iter().enumerate() {
@@ -304,7 +305,8 @@ fn compare(what: CompareCmd) -> Result<()> {
                 }
                 return Ok(());
             }
-            let table = compare::compare_augment(&plan, &out, args.base.quiet, &stop.flag)?;
+            let table = compare::compare_augment(&plan, &out, args.base.quiet, &stop.flag)
+                .inspect_err(|e| stopped_hint(e, &out))?;
             println!("{table}");
             println!(
                 "comparison in {} (summary.md, summary.csv, runs.csv, curves.csv, val_accuracy.png)",
@@ -331,11 +333,57 @@ fn compare(what: CompareCmd) -> Result<()> {
                 }
                 return Ok(());
             }
-            let table = compare::compare_parallel(&base, args.ranks, &engines, &out, &stop.flag)?;
+            let table = compare::compare_parallel(&base, args.ranks, &engines, &out, &stop.flag)
+                .inspect_err(|e| stopped_hint(e, &out))?;
             println!("{table}");
             println!("comparison in {}", out.display());
             Ok(())
         }
+    }
+}
+
+/// `kindling launch ... -- train ARGS`: this machine's ranks, torchrun-style.
+fn launch(args: &kindling_trainer::cli::LaunchArgs) -> Result<()> {
+    use kindling_trainer::config::Engine;
+    use kindling_trainer::spawn::{self, Group, Output};
+    let mut command = args.command.clone();
+    if command.first().and_then(|c| c.to_str()) != Some("train") {
+        bail!("kindling launch runs `-- train ARGS` on every rank");
+    }
+    if args.engine == Engine::Threads {
+        bail!("--engine threads runs in one process: use kindling train --nproc-per-node N");
+    }
+    if !command.iter().any(|a| a == "--engine") {
+        let engine = serde_json::to_value(args.engine)?;
+        command.push("--engine".into());
+        command.push(engine.as_str().unwrap_or("tcp").into());
+    }
+    let group = Group {
+        nproc_per_node: args.nproc_per_node,
+        nnodes: args.nnodes,
+        node_rank: args.node_rank,
+        master_addr: args.master_addr.clone(),
+        master_port: args.master_port,
+        bind: args.bind.clone(),
+    };
+    let stop = signal::stop();
+    spawn::run_ranks(
+        args.engine,
+        &group,
+        &command,
+        &Output::Inherit,
+        Some(&stop.flag),
+    )
+}
+
+/// A stopped comparison continues when the same command runs again.
+fn stopped_hint(e: &anyhow::Error, out: &Path) {
+    if e.is::<Interrupted>() {
+        eprintln!(
+            "comparison in {} stopped; the finished runs are kept: run the same command again \
+             to continue",
+            out.display()
+        );
     }
 }
 

@@ -35,6 +35,7 @@ fn group<T: Send>(
                         world_size: world,
                         local_rank: rank,
                         master,
+                        bind: None,
                     };
                     TcpComm::connect(env, timeout).map(f)
                 })
@@ -394,6 +395,7 @@ fn a_missing_rank_fails_the_rendezvous_naming_it() {
         world_size: 2,
         local_rank: 0,
         master,
+        bind: None,
     };
     let start = Instant::now();
     let err = TcpComm::connect(env, Duration::from_millis(300)).expect_err("nobody joins");
@@ -411,6 +413,7 @@ fn a_missing_rank_fails_the_rendezvous_naming_it() {
         world_size: 2,
         local_rank: 0,
         master: "127.0.0.1:1".into(),
+        bind: None,
     };
     let err = TcpComm::connect(bad, Duration::from_secs(1)).expect_err("rank 2 of 2");
     assert!(

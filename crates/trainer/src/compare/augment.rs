@@ -134,6 +134,7 @@ pub fn run_all(
     let results = Mutex::new(Vec::new());
     let stopped = Mutex::new(None);
     let (queue, results_ref, stopped_ref) = (&queue, &results, &stopped);
+    let lane_count = lanes.len();
     std::thread::scope(|scope| {
         for lane in &lanes {
             scope.spawn(move || {
@@ -143,10 +144,14 @@ pub fn run_all(
                         return;
                     };
                     let ran = config.and_then(|mut config| {
-                        if let Some(device) = lane {
-                            config.dist.device = device.clone();
-                        }
-                        run_one(&config, &dir, interrupt)
+                        let trainer = match lane {
+                            Some(device) => {
+                                config.dist.device = device.clone();
+                                Trainer::Process { lanes: lane_count }
+                            }
+                            None => Trainer::InProcess,
+                        };
+                        run_one(&config, &dir, trainer, interrupt)
                     });
                     match ran {
                         Err(e) if e.is::<crate::train::Interrupted>() => {
@@ -185,8 +190,22 @@ pub fn run_all(
     Ok(results.into_iter().map(|(_, outcome)| outcome).collect())
 }
 
+/// Where a run trains: in this process, or (side by side) in a `kindling train` process of
+/// its own, since the backend's RNG is process-wide and two runs drawing from it at once
+/// would not repeat.
+#[derive(Debug, Clone, Copy)]
+enum Trainer {
+    InProcess,
+    Process { lanes: usize },
+}
+
 /// Trains (or resumes, or reads back) one run and measures its figures.
-fn run_one(config: &TrainConfig, dir: &Path, interrupt: &AtomicBool) -> Result<RunFigures> {
+fn run_one(
+    config: &TrainConfig,
+    dir: &Path,
+    trainer: Trainer,
+    interrupt: &AtomicBool,
+) -> Result<RunFigures> {
     let figures_file = dir.join("compare.json");
     if figures_file.exists() {
         let bytes = std::fs::read(&figures_file)?;
@@ -211,7 +230,21 @@ fn run_one(config: &TrainConfig, dir: &Path, interrupt: &AtomicBool) -> Result<R
         let done = RunDir::open(dir)?.history().len() >= config.epochs
             && dir.join("model.safetensors").exists();
         if !done {
-            crate::launch::start_resume(dir, checkpoint, config, true, interrupt)?;
+            match trainer {
+                Trainer::InProcess => {
+                    crate::launch::start_resume(dir, checkpoint, config, true, interrupt)?;
+                }
+                Trainer::Process { lanes } => {
+                    let args = [
+                        "train".into(),
+                        "--resume".into(),
+                        dir.as_os_str().to_owned(),
+                        "--device".into(),
+                        config.dist.device.clone().into(),
+                    ];
+                    train_process(&args, dir, lanes, interrupt)?;
+                }
+            }
         }
     } else if dir.join("config.json").exists() {
         bail!(
@@ -219,11 +252,84 @@ fn run_one(config: &TrainConfig, dir: &Path, interrupt: &AtomicBool) -> Result<R
             dir.display()
         );
     } else {
-        crate::launch::start_new(config, dir, true, interrupt)?;
+        match trainer {
+            Trainer::InProcess => {
+                crate::launch::start_new(config, dir, true, interrupt)?;
+            }
+            Trainer::Process { lanes } => {
+                let parent = dir.parent().context("a run has a parent folder")?;
+                std::fs::create_dir_all(parent)?;
+                let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("run");
+                let config_file = parent.join(format!("{name}.config.json"));
+                crate::run::write_atomic(&config_file, &serde_json::to_vec_pretty(config)?)?;
+                let args = [
+                    "train".into(),
+                    "--config".into(),
+                    config_file.into_os_string(),
+                    "--out".into(),
+                    dir.as_os_str().to_owned(),
+                ];
+                train_process(&args, dir, lanes, interrupt)?;
+            }
+        }
     }
     let figures = measure(config, dir)?;
     crate::run::write_atomic(&figures_file, &serde_json::to_vec_pretty(&figures)?)?;
     Ok(figures)
+}
+
+/// `kindling train ARGS --quiet` in a process of its own, with this machine's cores shared
+/// among `lanes` such processes; its output goes to `dir`'s `train.log`.
+fn train_process(
+    args: &[std::ffi::OsString],
+    dir: &Path,
+    lanes: usize,
+    interrupt: &AtomicBool,
+) -> Result<()> {
+    let exe = std::env::current_exe().context("cannot find the kindling binary")?;
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let threads =
+        std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| (cores / lanes).max(1).to_string());
+    let out = std::process::Command::new(exe)
+        .args(args)
+        .arg("--quiet")
+        .env("RAYON_NUM_THREADS", threads)
+        .output()
+        .context("cannot start kindling train")?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The log beside the run, which must exist after a failure too.
+    if std::fs::create_dir_all(dir).is_ok() {
+        let _ = std::fs::write(
+            dir.join("train.log"),
+            [&out.stdout[..], &out.stderr[..]].concat(),
+        );
+    }
+    if out.status.success() {
+        return Ok(());
+    }
+    if interrupt.load(std::sync::atomic::Ordering::SeqCst) {
+        // The signal reached the child too: it checkpointed where its checkpoint says.
+        let header = Checkpoint::load(&checkpoint::last(dir)).map(|c| c.header);
+        let (epoch, batches) = match &header {
+            Ok(h) => match &h.partial {
+                Some(p) => (h.epoch + 1, p.batches_done),
+                None => (h.epoch, 0),
+            },
+            Err(_) => (0, 0),
+        };
+        return Err(crate::train::Interrupted {
+            epoch,
+            batches,
+            dir: dir.to_path_buf(),
+        }
+        .into());
+    }
+    let why = stderr
+        .lines()
+        .filter(|l| l.starts_with("error") || l.contains("caused by"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    bail!("kindling train failed ({}): {why}", out.status)
 }
 
 /// The figures of the finished run in `dir`.

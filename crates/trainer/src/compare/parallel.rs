@@ -179,12 +179,10 @@ fn run_shape(
                 "--out".into(),
                 dir.into(),
             ];
-            crate::spawn::run_ranks(
-                engine,
-                ranks,
-                &args,
-                &parent.join(format!("{}-logs", shape.dir_name())),
-            )
+            let logs = parent.join(format!("{}-logs", shape.dir_name()));
+            let group = crate::spawn::Group::local(ranks)?;
+            let output = crate::spawn::Output::Logs(logs);
+            crate::spawn::run_ranks(engine, &group, &args, &output, Some(interrupt))
         }
     }
 }

@@ -237,3 +237,41 @@ fn the_parallel_comparison_trains_three_shapes_to_the_same_weights() {
     assert!(out.join("runs/tcp-logs/rank1.log").is_file());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `--side-by-side` with two devices: two arms train at once, each in a `kindling train`
+/// process of its own on one of the devices, and the table has both.
+#[test]
+fn side_by_side_arms_train_in_their_own_processes() {
+    let dir = temp_dir("side");
+    let out = dir.join("cmp");
+    let mut args = vec![
+        "compare",
+        "augment",
+        "--only",
+        "none,flip",
+        "--seeds",
+        "1",
+        "--device",
+        "flex,flex",
+        "--side-by-side",
+    ];
+    args.extend(SHORT);
+    let run = kindling(&args, &out);
+    assert!(run.status.success(), "{}", text(&run));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        stdout.contains("| none | 1 |") && stdout.contains("| flip | 1 |"),
+        "{stdout}"
+    );
+    for arm in ["none", "flip"] {
+        let run = out.join("runs").join(arm).join("seed0");
+        assert!(
+            run.join("train.log").is_file(),
+            "{arm} trained in a process"
+        );
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
+        assert_eq!(config["dist"]["device"], "flex", "{arm} ran on one device");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -5,6 +5,7 @@
 mod compare;
 mod data;
 mod device;
+mod launch;
 mod train;
 mod workflow;
 
