@@ -148,14 +148,14 @@ pub(crate) fn docs_check() -> Result<()> {
 }
 
 /// The `train` arguments of a command that launches `kindling train` ranks: `kindling launch
-/// ... -- train ARGS`, or `mpirun`/`srun` ... `kindling train ARGS`.
+/// ... -- train ARGS`, or `mpirun`/`srun`/`torchrun` ... `kindling train ARGS`.
 pub(crate) fn launched_train<'a>(first: &str, w: &'a [String]) -> Option<&'a [String]> {
     let train_after = |i: usize| (w.get(i)? == "train").then(|| &w[i + 1..]);
     match first {
         "kindling" if w.get(1).map(String::as_str) == Some("launch") => {
             train_after(w.iter().position(|x| x == "--")? + 1)
         }
-        "mpirun" | "srun" => {
+        "mpirun" | "srun" | "torchrun" => {
             let kindling = |x: &String| x == "kindling" || x.ends_with("/kindling");
             train_after(w.iter().position(kindling)? + 1)
         }

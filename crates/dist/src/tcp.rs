@@ -55,7 +55,8 @@ pub struct TcpEnv {
 }
 
 impl TcpEnv {
-    /// Reads `RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `MASTER_ADDR` and `MASTER_PORT` (torchrun's),
+    /// Reads `RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `MASTER_ADDR` and `MASTER_PORT` (torchrun's;
+    /// under torchrun, whose agent holds `MASTER_PORT`, the ranks meet at `MASTER_PORT + 1`),
     /// or, when `RANK` is absent in a Slurm task, `SLURM_PROCID`, `SLURM_NTASKS`,
     /// `SLURM_LOCALID` and the first host of `SLURM_JOB_NODELIST` (see [`crate::slurm`]).
     pub fn from_env() -> Result<Self> {
@@ -101,7 +102,13 @@ impl TcpEnv {
             },
             (Err(_), Err(_)) => rank,
         };
-        let port = number("MASTER_PORT", var("MASTER_PORT")?)?;
+        let mut port = number("MASTER_PORT", var("MASTER_PORT")?)?;
+        // Under torchrun its agent's TCPStore already listens on MASTER_PORT: meet next to it.
+        if std::env::var("TORCHELASTIC_USE_AGENT_STORE")
+            .is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+        {
+            port += 1;
+        }
         let env = Self {
             rank,
             world_size,

@@ -188,3 +188,48 @@ fn an_occupied_master_port_is_a_clear_error_not_a_hang() {
     drop(squatter);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// torchrun from PATH or the anchors' environment (`../shared/anchors/setup.sh`).
+fn torchrun() -> Option<PathBuf> {
+    let anchors = std::env::var_os("HOME")
+        .map(|h| PathBuf::from(h).join(".cache/kindling-anchors/bin/torchrun"));
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("torchrun"))
+        .chain(anchors)
+        .find(|p| p.is_file())
+}
+
+/// Real torchrun: its agent's store holds MASTER_PORT, and Kindling's ranks meet beside it.
+#[test]
+fn torchrun_starts_kindling_ranks() {
+    let Some(torchrun) = torchrun() else {
+        eprintln!("skipped: no torchrun (../shared/anchors/setup.sh installs one)");
+        return;
+    };
+    let dir = temp_dir("torchrun");
+    let port = free_port().to_string();
+    let out = Command::new(&torchrun)
+        .args([
+            "--no-python",
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            &port,
+        ])
+        .arg(env!("CARGO_BIN_EXE_kindling"))
+        .args(TRAIN)
+        .args(["--engine", "tcp", "--out"])
+        .arg(dir.join("run"))
+        .env("OMP_NUM_THREADS", "1")
+        .output()
+        .expect("torchrun runs");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("on 2 ranks (tcp)"),
+        "{}",
+        text(&out)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
