@@ -136,6 +136,21 @@ pub fn write_curves(dir: &Path, history: &[EpochMetrics]) -> Result<()> {
     write_atomic(&dir.join("accuracy.png"), &png)
 }
 
+/// The legend's corner: upper left when the curves end high (rising accuracy), else upper
+/// right (falling loss), so that it covers the start of the curves, not their end.
+fn legend_corner(curves: &[Curve<'_>], lo: f64, hi: f64) -> SeriesLabelPosition {
+    let ends: Vec<f64> = curves
+        .iter()
+        .filter_map(|c| c.values.last().copied())
+        .collect();
+    let mean = ends.iter().sum::<f64>() / ends.len().max(1) as f64;
+    if mean > (lo + hi) / 2.0 {
+        SeriesLabelPosition::UpperLeft
+    } else {
+        SeriesLabelPosition::UpperRight
+    }
+}
+
 /// Draws the curves against epochs `first..` and encodes the picture as PNG.
 fn render(
     title: &str,
@@ -205,7 +220,7 @@ fn render(
                 chart
                     .draw_series(std::iter::once(Polygon::new(
                         outline,
-                        curve.colour.mix(0.2).filled(),
+                        curve.colour.mix(0.12).filled(),
                     )))
                     .map_err(|e| err(&e))?;
             }
@@ -239,7 +254,7 @@ fn render(
                 .configure_series_labels()
                 .background_style(WHITE.mix(0.8))
                 .border_style(BLACK)
-                .position(SeriesLabelPosition::UpperRight)
+                .position(legend_corner(curves, lo, hi))
                 .draw()
                 .map_err(|e| err(&e))?;
         }

@@ -84,9 +84,10 @@ pub fn shape_config(base: &TrainConfig, shape: Shape, ranks: usize) -> Result<Tr
             config.dist.device = vec![base.dist.device.as_str(); ranks].join(",");
         }
     }
-    if let Shape::Processes(engine) = shape {
-        config.dist.engine = engine;
-    }
+    config.dist.engine = match shape {
+        Shape::Processes(engine) => engine,
+        Shape::Single | Shape::Threads => Engine::Threads,
+    };
     Ok(config.resolve())
 }
 
