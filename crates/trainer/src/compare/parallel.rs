@@ -70,7 +70,7 @@ pub fn shape_config(base: &TrainConfig, shape: Shape, ranks: usize) -> Result<Tr
         if ranks < 2 {
             bail!("invalid --ranks {ranks}: expected >= 2");
         }
-        if base.data.batch_size % ranks != 0 {
+        if !base.data.batch_size.is_multiple_of(ranks) {
             bail!(
                 "--batch-size {} (the global batch) does not split into {ranks} ranks",
                 base.data.batch_size
