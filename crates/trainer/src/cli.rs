@@ -204,14 +204,7 @@ impl CompareBase {
     /// The base config: defaults, the `--config` file, then the flags (unresolved, so that
     /// each arm resolves its own pipelines).
     pub fn config(&self) -> Result<TrainConfig> {
-        let base = match &self.config {
-            Some(path) => read_config(path)?,
-            None => TrainConfig::default(),
-        };
-        let mut value = serde_json::to_value(&base)?;
-        merge(&mut value, &serde_json::to_value(&self.set)?);
-        let config: TrainConfig =
-            serde_json::from_value(value).context("the command-line flags")?;
+        let config = merged(self.config.as_deref(), &self.set)?;
         config.validate()?;
         Ok(config)
     }
@@ -468,14 +461,7 @@ impl TrainArgs {
     /// The config of a new run: the defaults, the `--config` file, then the flags, checked and
     /// [resolved](TrainConfig::resolve).
     pub fn resolve(&self) -> Result<TrainConfig> {
-        let base = match &self.config {
-            Some(path) => read_config(path)?,
-            None => TrainConfig::default(),
-        };
-        let mut value = serde_json::to_value(&base)?;
-        merge(&mut value, &self.overrides()?);
-        let mut config: TrainConfig =
-            serde_json::from_value(value).context("the command-line flags")?;
+        let mut config = merged(self.config.as_deref(), &self.set)?;
         if let Some(n) = self.nproc_per_node {
             config.dist.device = per_node_devices(&config, n)?;
         }
@@ -531,6 +517,17 @@ impl TrainArgs {
         }
         given
     }
+}
+
+/// The defaults, overridden by the `--config` file, overridden by the flags in `set`.
+fn merged(config: Option<&std::path::Path>, set: &Overrides) -> Result<TrainConfig> {
+    let base = match config {
+        Some(path) => read_config(path)?,
+        None => TrainConfig::default(),
+    };
+    let mut value = serde_json::to_value(&base)?;
+    merge(&mut value, &serde_json::to_value(set)?);
+    serde_json::from_value(value).context("the command-line flags")
 }
 
 /// `--nproc-per-node N` with the threads engine: the one device of `--device` N times.

@@ -1,6 +1,7 @@
 //! `kindling compare`: a tiny augmentation comparison (its files, a failing arm, continuing
 //! from the runs already made) and the parallel comparison (three shapes, equal weights).
 
+use crate::output_text as text;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -18,15 +19,6 @@ fn kindling(args: &[&str], out: &Path) -> Output {
         .arg(out)
         .output()
         .expect("kindling runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 const SHORT: [&str; 10] = [

@@ -10,6 +10,7 @@ use kindling_trainer::checkpoint::{self, Checkpoint};
 use kindling_trainer::config::TrainConfig;
 
 use crate::data::colour_folder;
+use crate::output_text as text;
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("kindling-wf-{name}-{}", std::process::id()));
@@ -28,15 +29,6 @@ where
         .env("RUST_BACKTRACE", "1")
         .output()
         .expect("kindling runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// `kindling train` on `data` (a folder with train/ and val/) with a short schedule.
