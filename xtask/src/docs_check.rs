@@ -91,6 +91,11 @@ pub(crate) fn docs_check() -> Result<()> {
                     }
                 }
                 Some("kindling") if cmd.text.contains('[') => Ok("synopsis"),
+                Some("kindling") if w.get(1).map(String::as_str) == Some("compare") => {
+                    let mut args = w[2..].to_vec();
+                    args.push("--dry-run".into());
+                    run_doc(&binary, &work, "compare", &args, &placeholder)
+                }
                 // `kindling launch ... -- train ARGS`, `mpirun ... kindling train ARGS`,
                 // `srun ... kindling train ARGS`: the train part, by --dry-run.
                 Some(first) if launched_train(first, w).is_some() => {
