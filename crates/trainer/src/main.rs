@@ -246,53 +246,13 @@ fn train(args: &TrainArgs) -> Result<()> {
 
 /// `kindling compare augment | parallel`.
 fn compare(what: CompareCmd) -> Result<()> {
-    use kindling_trainer::compare::{self, arms, augment};
+    use kindling_trainer::compare::{self, augment};
     use kindling_trainer::config::Engine;
     let stop = signal::stop();
     let default_out = || PathBuf::from(format!("compare/{}", unix_time()));
     match what {
         CompareCmd::Augment(args) => {
-            let base = args.base.config()?;
-            if base.mix.mixup_alpha.is_some() || base.mix.cutmix_alpha.is_some() {
-                bail!(
-                    "compare augment sets MixUp and CutMix per arm: leave --mixup and --cutmix \
-                     out (or put them in an arm's `mix`)"
-                );
-            }
-            let default_set = args.arms.is_none();
-            let mut all = match &args.arms {
-                Some(path) => arms::from_path(path)?,
-                None => arms::defaults()?,
-            };
-            for flag in &args.extra_arms {
-                all.push(arms::from_flag(flag)?);
-            }
-            if !args.only.is_empty() {
-                if let Some(unknown) = args
-                    .only
-                    .iter()
-                    .find(|n| !all.iter().any(|a| &a.name == *n))
-                {
-                    let names: Vec<&str> = all.iter().map(|a| a.name.as_str()).collect();
-                    bail!("--only {unknown}: no such arm (arms: {})", names.join(", "));
-                }
-                all.retain(|a| args.only.contains(&a.name));
-            }
-            if default_set && base.input_size() != arms::DEFAULT_SIDE {
-                bail!(
-                    "the default arms are written for {0}x{0} inputs, and this model takes {1}x{1}: \
-                     give --arms FILE with pipelines for {1}x{1} (see crates/trainer/compare/augment.toml)",
-                    arms::DEFAULT_SIDE,
-                    base.input_size()
-                );
-            }
-            let plan = augment::Plan {
-                fit_images: default_set && base.data.dataset == DatasetKind::Folder,
-                base,
-                arms: all,
-                seeds: args.seeds,
-                side_by_side: args.side_by_side,
-            };
+            let plan = compare::augment_plan(&args)?;
             let out = args.base.out.clone().unwrap_or_else(default_out);
             if args.base.dry_run {
                 augment::preflight(&plan)?;

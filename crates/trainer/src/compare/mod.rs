@@ -20,6 +20,52 @@ use anyhow::{Result, bail};
 
 use crate::config::{Engine, TrainConfig};
 
+/// The plan of `kindling compare augment`: the base config from the flags, the arm set (the
+/// default one, or `--arms`), `--arm` additions and the `--only` choice, checked.
+pub fn augment_plan(args: &crate::cli::CompareAugmentArgs) -> Result<augment::Plan> {
+    let base = args.base.config()?;
+    if base.mix.mixup_alpha.is_some() || base.mix.cutmix_alpha.is_some() {
+        bail!(
+            "compare augment sets MixUp and CutMix per arm: leave --mixup and --cutmix out (or \
+             put them in an arm's `mix`)"
+        );
+    }
+    let default_set = args.arms.is_none();
+    let mut all = match &args.arms {
+        Some(path) => arms::from_path(path)?,
+        None => arms::defaults()?,
+    };
+    for flag in &args.extra_arms {
+        all.push(arms::from_flag(flag)?);
+    }
+    if !args.only.is_empty() {
+        if let Some(unknown) = args
+            .only
+            .iter()
+            .find(|n| !all.iter().any(|a| &a.name == *n))
+        {
+            let names: Vec<&str> = all.iter().map(|a| a.name.as_str()).collect();
+            bail!("--only {unknown}: no such arm (arms: {})", names.join(", "));
+        }
+        all.retain(|a| args.only.contains(&a.name));
+    }
+    if default_set && base.input_size() != arms::DEFAULT_SIDE {
+        bail!(
+            "the default arms are written for {0}x{0} inputs, and this model takes {1}x{1}: give \
+             --arms FILE with pipelines for {1}x{1} (see crates/trainer/compare/augment.toml)",
+            arms::DEFAULT_SIDE,
+            base.input_size()
+        );
+    }
+    Ok(augment::Plan {
+        fit_images: default_set && base.data.dataset == crate::config::DatasetKind::Folder,
+        base,
+        arms: all,
+        seeds: args.seeds,
+        side_by_side: args.side_by_side,
+    })
+}
+
 /// Runs an augmentation comparison into `out` and returns its Markdown table (also written to
 /// `out/summary.md`, with the CSV files and plots).
 pub fn compare_augment(
