@@ -1,27 +1,11 @@
-//! `cargo xtask bench`, `bench-allreduce` and `bench-ddp`: criterion benchmarks in the test
-//! profile, and the all-reduce and DDP measurements against the PyTorch anchors.
-
-use std::process::Command;
+//! `cargo xtask bench` and `bench-ddp`: criterion benchmarks in the test profile, and the DDP
+//! measurement against the PyTorch anchor.
 
 use anyhow::{Context, Result, bail};
 
 use crate::cmd::{build_test_targets, cargo, describe, ensure_runtime_dir, executable, run};
 use crate::features;
-use crate::launch::{env_ranks, mpirun};
-
-pub(crate) fn bench_allreduce(scale: usize) -> Result<()> {
-    let output = build_test_targets()?;
-    let binary =
-        executable(&output, "allreduce_bench", "example").context("no example allreduce_bench")?;
-    let mut threads = Command::new(&binary);
-    threads.args(["threads", "2", &scale.to_string()]);
-    run(threads)?;
-    let mut mpi = mpirun(2, &binary)?;
-    mpi.args(["mpi", "2", &scale.to_string()]);
-    run(mpi)?;
-    let args = ["tcp".to_string(), "2".to_string(), scale.to_string()];
-    env_ranks(2, &binary, &args, |_| {}).context("the tcp all-reduce benchmark failed")
-}
+use crate::launch::mpirun;
 
 pub(crate) fn bench_ddp(steps: usize) -> Result<()> {
     let output = build_test_targets()?;

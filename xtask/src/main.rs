@@ -11,7 +11,8 @@ mod tidy;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use bench::{bench, bench_allreduce, bench_ddp};
+use bench::{bench, bench_ddp};
+use bench_allreduce::bench_allreduce;
 use ci::{build, ci, test};
 use cmd::kindling;
 use docs_check::docs_check;
@@ -19,6 +20,7 @@ use examples::{example, examples};
 use launch::train;
 
 mod bench;
+mod bench_allreduce;
 mod ci;
 mod cmd;
 mod docs;
@@ -108,11 +110,15 @@ enum Cmd {
     },
     /// Run every crate's example once with small arguments (what CI does after the tests).
     Examples,
-    /// All-reduce time of 1, 16 and 64 MB between 2 ranks: threads, MPI (mpirun), TCP.
+    /// All-reduce time of 1, 16 and 64 MB and the barrier (header round) time: threads, MPI
+    /// (mpirun), TCP and PyTorch's gloo (from the anchors' torchrun), at 2 and 4 ranks.
     BenchAllreduce {
         /// Multiplies the number of timed iterations (1: 50/20/10 per size).
         #[arg(long, default_value_t = 1)]
         scale: usize,
+        /// Group sizes to measure, comma separated.
+        #[arg(long, value_delimiter = ',', default_value = "2,4")]
+        ranks: Vec<usize>,
     },
     /// CPU time per DDP training step of the CIFAR AlexNet (batch 64 per rank, one thread per
     /// process), 1 rank then 2 ranks under mpirun, and the efficiency.
@@ -201,7 +207,7 @@ fn run_cli(cli: Cli) -> Result<()> {
         Cmd::Example { name, args } => example(&name, &args),
         Cmd::Examples => examples(),
         Cmd::Bench { args } => bench(&args),
-        Cmd::BenchAllreduce { scale } => bench_allreduce(scale),
+        Cmd::BenchAllreduce { scale, ranks } => bench_allreduce(scale, &ranks),
         Cmd::BenchDdp { steps } => bench_ddp(steps),
         Cmd::DocsCheck => docs_check(),
         Cmd::BenchTrain {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::error::Result;
+use crate::error::{DistError, Result};
 
 /// How [`Communicator::all_reduce`] combines the buffers of all ranks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -16,6 +16,24 @@ pub enum ReduceOp {
 /// The default timeout of every collective: 5 minutes, like NCCL/Gloo's PyTorch defaults' order
 /// of magnitude for data-parallel training. Tests use much shorter ones.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Deadlines are `Instant::now() + timeout`; a bound keeps that addition from overflowing.
+const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// A timeout every engine accepts: positive, and short enough for `now + timeout`.
+pub(crate) fn check_timeout(timeout: Duration) -> Result<()> {
+    if timeout.is_zero() {
+        return Err(DistError::Invalid(
+            "the collective timeout must be positive".into(),
+        ));
+    }
+    if timeout > MAX_TIMEOUT {
+        return Err(DistError::Invalid(format!(
+            "the collective timeout {timeout:?} is longer than the maximum {MAX_TIMEOUT:?}"
+        )));
+    }
+    Ok(())
+}
 
 /// One rank's handle on a process group.
 ///

@@ -49,6 +49,7 @@
 mod comm;
 mod ddp;
 mod error;
+mod header;
 mod local;
 #[cfg(feature = "mpi")]
 mod mpi_engine;

@@ -1,13 +1,15 @@
 //! The in-process engine: one thread per rank (per device), rendezvous on a shared state guarded
-//! by a `Mutex` and a `Condvar`, every wait bounded by the collective's deadline.
+//! by a `Mutex` and a `Condvar`, every wait bounded by the collective's deadline. The last rank
+//! to arrive judges the ranks' headers with the [`verdict`] every engine shares.
 
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::comm::{Communicator, ReduceOp};
+use crate::comm::{Communicator, ReduceOp, check_timeout};
 use crate::error::{DistError, Result};
+use crate::header::{Header, Op, verdict};
 
 /// Creates in-process process groups; see [`LocalGroup::handles`] and [`LocalGroup::run`].
 #[derive(Debug, Clone, Copy)]
@@ -126,23 +128,6 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-/// Deadlines are `Instant::now() + timeout`; a bound keeps that addition from overflowing.
-const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
-
-pub(crate) fn check_timeout(timeout: Duration) -> Result<()> {
-    if timeout.is_zero() {
-        return Err(DistError::Invalid(
-            "the collective timeout must be positive".into(),
-        ));
-    }
-    if timeout > MAX_TIMEOUT {
-        return Err(DistError::Invalid(format!(
-            "the collective timeout {timeout:?} is longer than the maximum {MAX_TIMEOUT:?}"
-        )));
-    }
-    Ok(())
-}
-
 /// One rank's handle on a [`LocalGroup`]. Dropping it (the rank returned or panicked) makes the
 /// other ranks' pending and later collectives fail with [`DistError::PeerFailed`].
 pub struct LocalComm {
@@ -185,37 +170,8 @@ struct State {
     aborted: Option<(usize, String)>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Kind {
-    AllReduce(ReduceOp),
-    Broadcast(usize),
-    Barrier,
-    AllGather,
-}
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Self::AllReduce(_) => "all_reduce",
-            Self::Broadcast(_) => "broadcast",
-            Self::Barrier => "barrier",
-            Self::AllGather => "all_gather_bytes",
-        }
-    }
-
-    fn describe(self) -> String {
-        match self {
-            Self::AllReduce(op) => format!("all_reduce({op:?})"),
-            Self::Broadcast(root) => format!("broadcast(root {root})"),
-            Self::Barrier => "barrier".into(),
-            Self::AllGather => "all_gather_bytes".into(),
-        }
-    }
-}
-
 struct Slot {
-    kind: Kind,
-    len: usize,
+    header: Header,
     payload: Payload,
 }
 
@@ -241,20 +197,11 @@ fn lock(shared: &Shared) -> MutexGuard<'_, State> {
 impl Shared {
     /// Computes the outcome of a round from all contributions (all slots are `Some`).
     fn combine(&self, slots: &mut [Option<Slot>]) -> Result<Payload> {
-        let kinds: Vec<Kind> = slots.iter().flatten().map(|s| s.kind).collect();
-        let first = kinds[0];
-        if kinds.iter().any(|k| *k != first) {
-            return Err(DistError::OpMismatch {
-                per_rank: kinds.iter().map(|k| k.describe()).collect(),
-            });
-        }
-        let op = first.name();
-        let sizes: Vec<usize> = slots.iter().flatten().map(|s| s.len).collect();
-        match first {
-            Kind::AllReduce(_) => {
-                if sizes.iter().any(|s| *s != sizes[0]) {
-                    return Err(DistError::SizeMismatch { op, sizes });
-                }
+        let headers: Vec<Header> = slots.iter().flatten().map(|s| s.header).collect();
+        verdict(&headers)?;
+        let first = headers[0];
+        match first.op {
+            Op::AllReduce(_) => {
                 // Each rank sums the shared contributions itself, in rank order, outside the
                 // lock: the ranks reduce in parallel and get bit-identical results.
                 let parts = slots
@@ -269,16 +216,8 @@ impl Shared {
                     .collect::<Result<_>>()?;
                 Ok(Payload::Parts(parts))
             }
-            Kind::Broadcast(root) => {
-                if root >= self.world {
-                    return Err(DistError::Invalid(format!(
-                        "broadcast root {root} is not a rank of a group of {}",
-                        self.world
-                    )));
-                }
-                if sizes.iter().any(|s| *s != sizes[0]) {
-                    return Err(DistError::SizeMismatch { op, sizes });
-                }
+            Op::Broadcast => {
+                let root = first.root as usize;
                 match slots[root]
                     .as_mut()
                     .map(|s| std::mem::replace(&mut s.payload, Payload::None))
@@ -289,8 +228,8 @@ impl Shared {
                     )),
                 }
             }
-            Kind::Barrier => Ok(Payload::None),
-            Kind::AllGather => Ok(Payload::Gathered(
+            Op::Barrier => Ok(Payload::None),
+            Op::AllGather => Ok(Payload::Gathered(
                 slots
                     .iter_mut()
                     .flatten()
@@ -305,10 +244,14 @@ impl Shared {
 }
 
 impl LocalComm {
+    /// This rank's header for its next collective (rounds count from 0, headers from 1).
+    fn header(&self, op: Op, len: usize, root: usize) -> Header {
+        Header::new(self.next_round + 1, op, len, root)
+    }
+
     /// Runs one collective: deposit `slot`, wait for everyone, return the shared outcome.
     fn collective(&mut self, slot: Slot) -> Result<Arc<Result<Payload>>> {
-        let kind = slot.kind;
-        let op = kind.name();
+        let op = slot.header.op.name();
         let shared = Arc::clone(&self.shared);
         let deadline = Instant::now() + self.timeout;
         let round = self.next_round;
@@ -429,7 +372,10 @@ impl Communicator for LocalComm {
     }
 
     fn set_timeout(&mut self, timeout: Duration) {
-        self.timeout = timeout.clamp(Duration::from_millis(1), MAX_TIMEOUT);
+        // The trait has no error path here; an invalid timeout keeps the old one.
+        if check_timeout(timeout).is_ok() {
+            self.timeout = timeout;
+        }
     }
 
     fn all_reduce(&mut self, buf: &mut [f32], op: ReduceOp) -> Result<()> {
@@ -445,8 +391,7 @@ impl Communicator for LocalComm {
         let staging = Arc::new(staging);
         self.staging = Some(Arc::clone(&staging));
         let slot = Slot {
-            kind: Kind::AllReduce(op),
-            len: buf.len(),
+            header: self.header(Op::AllReduce(op), buf.len(), 0),
             payload: Payload::Shared(staging),
         };
         match self.collective(slot)?.as_ref() {
@@ -475,8 +420,7 @@ impl Communicator for LocalComm {
             Payload::None
         };
         let slot = Slot {
-            kind: Kind::Broadcast(root),
-            len: buf.len(),
+            header: self.header(Op::Broadcast, buf.len(), root),
             payload,
         };
         match self.collective(slot)?.as_ref() {
@@ -493,8 +437,7 @@ impl Communicator for LocalComm {
 
     fn barrier(&mut self) -> Result<()> {
         let slot = Slot {
-            kind: Kind::Barrier,
-            len: 0,
+            header: self.header(Op::Barrier, 0, 0),
             payload: Payload::None,
         };
         match self.collective(slot)?.as_ref() {
@@ -505,8 +448,7 @@ impl Communicator for LocalComm {
 
     fn all_gather_bytes(&mut self, bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
         let slot = Slot {
-            kind: Kind::AllGather,
-            len: bytes.len(),
+            header: self.header(Op::AllGather, bytes.len(), 0),
             payload: Payload::Bytes(bytes.to_vec()),
         };
         match self.collective(slot)?.as_ref() {

@@ -2,10 +2,10 @@
 //!
 //! MPI collectives cannot time out or be cancelled, and Open MPI sums buffers of different
 //! lengths without complaint. So every collective starts with a small handshake: each rank sends
-//! the others a header (sequence number, operation, length, root) and polls for theirs with
-//! `MPI_Improbe`, which leaves no receive pending. The handshake is where timeouts, dead local
-//! peers (`/proc/<pid>`), abort messages and size or operation mismatches are caught, all as
-//! errors. Only once every rank has arrived with matching headers does the data move, through
+//! the others its [`Header`] (sequence number, operation, length, root) and polls for theirs
+//! with `MPI_Improbe`, which leaves no receive pending. The handshake is where timeouts, dead
+//! local peers (`/proc/<pid>`) and abort messages are caught, and where the [`verdict`] that
+//! every engine shares finds size or operation mismatches, all as errors. Only once every rank has arrived with matching headers does the data move, through
 //! Open MPI's own non-blocking collective (`MPI_Iallreduce`, ...), polled.
 //!
 //! A peer that dies *during* that data phase is the one case that cannot become an error: MPI
@@ -23,9 +23,9 @@ use mpi::request::{Request, Scope};
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::{Communicator as _, CommunicatorCollectives, Destination, Root, Source};
 
-use crate::comm::{Communicator, ReduceOp, pause};
+use crate::comm::{Communicator, ReduceOp, check_timeout, pause};
 use crate::error::{DistError, Result};
-use crate::local::check_timeout;
+use crate::header::{Header, Op, verdict};
 
 /// Message tags of the handshake and of abort notices (collectives use their own context).
 const TAG_HEADER: i32 = 0x6b64_0001;
@@ -37,39 +37,6 @@ const MAX_REASON_BYTES: usize = 1024;
 
 /// How often (at most) the poll loops look at `/proc` for dead peers.
 const LIVENESS_EVERY: Duration = Duration::from_millis(20);
-
-/// The operation a header announces; every rank must announce the same one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u64)]
-enum Op {
-    AllReduceSum = 1,
-    AllReduceMean = 2,
-    Broadcast = 3,
-    Barrier = 4,
-    AllGather = 5,
-}
-
-impl Op {
-    fn name(self) -> &'static str {
-        match self {
-            Op::AllReduceSum | Op::AllReduceMean => "all_reduce",
-            Op::Broadcast => "broadcast",
-            Op::Barrier => "barrier",
-            Op::AllGather => "all_gather_bytes",
-        }
-    }
-
-    fn describe(code: u64, root: u64) -> String {
-        match code {
-            1 => "all_reduce(sum)".into(),
-            2 => "all_reduce(mean)".into(),
-            3 => format!("broadcast(root {root})"),
-            4 => "barrier".into(),
-            5 => "all_gather_bytes".into(),
-            other => format!("unknown operation {other}"),
-        }
-    }
-}
 
 /// Where a rank runs, for liveness checks of peers on the same machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,13 +189,13 @@ impl MpiComm {
     }
 
     /// Sends this rank's header for the next collective and waits for every peer's.
-    /// Returns the headers indexed by rank: `[seq, op, len, root]`.
-    fn handshake(&mut self, op: Op, len: usize, root: usize) -> Result<Vec<[u64; 4]>> {
+    /// Returns the headers indexed by rank, once [`verdict`] found that they agree.
+    fn handshake(&mut self, op: Op, len: usize, root: usize) -> Result<Vec<Header>> {
         if let Some(why) = &self.closed {
             return Err(DistError::Closed(why.clone()));
         }
         self.seq += 1;
-        let mine = [self.seq, op as u64, len as u64, root as u64];
+        let mine = Header::new(self.seq, op, len, root).to_words();
         for peer in (0..self.world_size).filter(|&r| r != self.rank) {
             // 32 bytes: sent eagerly, so this returns at once even if the peer is absent.
             self.world
@@ -287,31 +254,13 @@ impl MpiComm {
             }
             pause(now - start);
         }
-        let headers: Vec<[u64; 4]> = headers.into_iter().flatten().collect();
-        let agree = headers
-            .iter()
-            .all(|h| h[0] == mine[0] && h[1] == mine[1] && h[3] == mine[3]);
-        if !agree {
-            let per_rank = headers
-                .iter()
-                .map(|h| format!("#{} {}", h[0], Op::describe(h[1], h[3])))
-                .collect();
-            return Err(self.fail(DistError::OpMismatch { per_rank }));
-        }
-        if op != Op::AllGather && headers.iter().any(|h| h[2] != mine[2]) {
-            let sizes = headers.iter().map(|h| h[2] as usize).collect();
-            return Err(self.fail(DistError::SizeMismatch {
-                op: op.name(),
-                sizes,
-            }));
-        }
-        if op == Op::Broadcast && root >= self.world_size {
-            return Err(self.fail(DistError::Invalid(format!(
-                "broadcast root {root} is not a rank of a group of {}",
-                self.world_size
-            ))));
-        }
-        Ok(headers)
+        let headers = headers
+            .into_iter()
+            .flatten()
+            .map(Header::from_words)
+            .collect::<Result<Vec<_>>>()
+            .and_then(|headers| verdict(&headers).map(|()| headers));
+        headers.map_err(|e| self.fail(e))
     }
 
     /// Polls a data-phase request to completion. Every rank has arrived, so it normally
@@ -385,10 +334,7 @@ impl Communicator for MpiComm {
     }
 
     fn all_reduce(&mut self, buf: &mut [f32], op: ReduceOp) -> Result<()> {
-        let code = match op {
-            ReduceOp::Sum => Op::AllReduceSum,
-            ReduceOp::Mean => Op::AllReduceMean,
-        };
+        let code = Op::AllReduce(op);
         self.handshake(code, buf.len(), 0)?;
         if self.world_size == 1 || buf.is_empty() {
             return Ok(());
@@ -435,7 +381,7 @@ impl Communicator for MpiComm {
 
     fn all_gather_bytes(&mut self, bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
         let headers = self.handshake(Op::AllGather, bytes.len(), 0)?;
-        let counts: Vec<i32> = headers.iter().map(|h| h[2] as i32).collect();
+        let counts: Vec<i32> = headers.iter().map(|h| h.len as i32).collect();
         let displs = offsets(&counts);
         let total = counts.iter().map(|&c| c as usize).sum();
         let mut all = vec![0u8; total];

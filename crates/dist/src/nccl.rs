@@ -21,6 +21,7 @@ use cudarc::nccl::safe::{Comm, Id};
 
 use crate::comm::{Communicator, ReduceOp};
 use crate::error::{DistError, Result};
+use crate::header::{Header, Op, verdict};
 use crate::tcp::TcpComm;
 
 /// One rank's handle on an NCCL group; see [`NcclComm::from_env`].
@@ -32,6 +33,8 @@ pub struct NcclComm {
     /// Reused device buffer of the last all-reduce or broadcast.
     device: Option<CudaSlice<f32>>,
     watchdog: Arc<Watchdog>,
+    /// NCCL calls so far (the sequence number of their headers).
+    seq: u64,
 }
 
 // SAFETY: an NCCL communicator may be used from any thread as long as calls on it do not
@@ -107,42 +110,22 @@ impl NcclComm {
             comm,
             device: None,
             watchdog: Watchdog::start(),
+            seq: 0,
         })
     }
 
-    /// Checks through the TCP group that every rank runs the same call with the same length.
-    fn agree(&mut self, op: &str, len: usize) -> Result<()> {
-        let header = format!("{op} {len}");
-        let all = self.control.all_gather_bytes(header.as_bytes())?;
-        if all.iter().any(|h| h != header.as_bytes()) {
-            let per_rank: Vec<String> = all
-                .iter()
-                .map(|h| String::from_utf8_lossy(h).into_owned())
-                .collect();
-            let ops: Vec<&str> = per_rank
-                .iter()
-                .map(|h| h.split(' ').next().unwrap_or(""))
-                .collect();
-            let err = if ops.iter().all(|o| *o == ops[0]) {
-                DistError::SizeMismatch {
-                    op: if op.starts_with("broadcast") {
-                        "broadcast"
-                    } else {
-                        "all_reduce"
-                    },
-                    sizes: per_rank
-                        .iter()
-                        .map(|h| {
-                            h.rsplit(' ')
-                                .next()
-                                .and_then(|n| n.parse().ok())
-                                .unwrap_or(0)
-                        })
-                        .collect(),
-                }
-            } else {
-                DistError::OpMismatch { per_rank }
-            };
+    /// Checks through the TCP group that every rank runs the same call with the same length
+    /// (the header and verdict of every engine); a disagreement aborts the group.
+    fn agree(&mut self, op: Op, len: usize, root: usize) -> Result<()> {
+        self.seq += 1;
+        let mine = Header::new(self.seq, op, len, root);
+        let all = self.control.all_gather_bytes(&mine.to_bytes())?;
+        let agreed = all
+            .iter()
+            .map(|h| Header::from_bytes(h))
+            .collect::<Result<Vec<_>>>()
+            .and_then(|headers| verdict(&headers));
+        if let Err(err) = agreed {
             self.control.abort(&err.to_string());
             return Err(err);
         }
@@ -207,7 +190,7 @@ impl Communicator for NcclComm {
     }
 
     fn all_reduce(&mut self, buf: &mut [f32], op: ReduceOp) -> Result<()> {
-        self.agree(&format!("all_reduce({op:?})"), buf.len())?;
+        self.agree(Op::AllReduce(op), buf.len(), 0)?;
         if buf.is_empty() || self.world_size() == 1 {
             return Ok(());
         }
@@ -224,13 +207,7 @@ impl Communicator for NcclComm {
     }
 
     fn broadcast(&mut self, buf: &mut [f32], root: usize) -> Result<()> {
-        if root >= self.world_size() {
-            return Err(DistError::Invalid(format!(
-                "broadcast root {root} is not a rank of a group of {}",
-                self.world_size()
-            )));
-        }
-        self.agree(&format!("broadcast(root {root})"), buf.len())?;
+        self.agree(Op::Broadcast, buf.len(), root)?;
         if buf.is_empty() || self.world_size() == 1 {
             return Ok(());
         }

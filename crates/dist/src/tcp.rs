@@ -2,8 +2,8 @@
 //! `LOCAL_RANK`, `MASTER_ADDR`, `MASTER_PORT`), on one machine or several, for any backend.
 //!
 //! Rank 0 is the hub of a star: every other rank connects to it, sends its contribution to each
-//! collective, and gets the result back. Rank 0 checks that all ranks called the same
-//! collective with the same lengths before combining anything, and it is the one that knows
+//! collective (its [`Header`] first), and gets the result back. Rank 0 checks the headers with
+//! the [`verdict`] every engine shares before combining anything, and it is the one that knows
 //! which peer is missing, so its verdict (timeout, dead peer, mismatch) is sent to every rank:
 //! all ranks report the same error. Sockets are polled without blocking, so a closed
 //! connection (a dead process, on any machine) is seen at once.
@@ -16,9 +16,9 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use crate::comm::{Communicator, ReduceOp, pause};
+use crate::comm::{Communicator, ReduceOp, check_timeout, pause};
 use crate::error::{DistError, Result};
-use crate::local::check_timeout;
+use crate::header::{Header, Op, verdict};
 
 /// Rank 0 gets this long beyond the timeout to send its verdict before the others give up on
 /// it.
@@ -254,48 +254,6 @@ pub struct TcpComm {
     closed: Option<String>,
 }
 
-/// What a rank sends with each collective.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
-    AllReduceSum,
-    AllReduceMean,
-    Broadcast(usize),
-    Barrier,
-    AllGather,
-}
-
-impl Op {
-    fn code(self) -> u64 {
-        match self {
-            Op::AllReduceSum => 1,
-            Op::AllReduceMean => 2,
-            Op::Broadcast(root) => 3 | ((root as u64) << 8),
-            Op::Barrier => 4,
-            Op::AllGather => 5,
-        }
-    }
-
-    fn describe(code: u64) -> String {
-        match code & 0xff {
-            1 => "all_reduce(Sum)".into(),
-            2 => "all_reduce(Mean)".into(),
-            3 => format!("broadcast(root {})", code >> 8),
-            4 => "barrier".into(),
-            5 => "all_gather_bytes".into(),
-            _ => format!("unknown operation {code}"),
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Op::AllReduceSum | Op::AllReduceMean => "all_reduce",
-            Op::Broadcast(_) => "broadcast",
-            Op::Barrier => "barrier",
-            Op::AllGather => "all_gather_bytes",
-        }
-    }
-}
-
 impl TcpComm {
     /// Joins the group that the torchrun-style environment describes ([`TcpEnv::from_env`]).
     pub fn from_env(timeout: Duration) -> Result<Self> {
@@ -330,15 +288,16 @@ impl TcpComm {
     }
 
     /// Runs one collective: `body` is this rank's contribution; returns the result bytes.
-    fn collective(&mut self, op: Op, len: usize, body: Vec<u8>) -> Result<Vec<u8>> {
+    fn collective(&mut self, op: Op, len: usize, root: usize, body: Vec<u8>) -> Result<Vec<u8>> {
         if let Some(why) = &self.closed {
             return Err(DistError::Closed(why.clone()));
         }
         self.seq += 1;
+        let header = Header::new(self.seq, op, len, root);
         let outcome = if self.env.rank == 0 {
-            self.hub(op, len, body)
+            self.hub(header, body)
         } else {
-            self.spoke(op, len, body)
+            self.spoke(header, body)
         };
         outcome.map_err(|e| self.fail(e))
     }
@@ -346,12 +305,13 @@ impl TcpComm {
     /// Rank 0: gather every call, check, combine, answer.
     // The loop over ranks indexes two vectors and reports through `self`.
     #[allow(clippy::needless_range_loop)]
-    fn hub(&mut self, op: Op, len: usize, mine: Vec<u8>) -> Result<Vec<u8>> {
+    fn hub(&mut self, header: Header, mine: Vec<u8>) -> Result<Vec<u8>> {
         let world = self.env.world_size;
+        let op = header.op;
         let start = Instant::now();
         let deadline = start + self.timeout;
-        let mut calls: Vec<Option<(u64, u64, Vec<u8>)>> = (0..world).map(|_| None).collect();
-        calls[0] = Some((op.code(), len as u64, mine));
+        let mut calls: Vec<Option<(Header, Vec<u8>)>> = (0..world).map(|_| None).collect();
+        calls[0] = Some((header, mine));
         loop {
             let mut progressed = false;
             for rank in 1..world {
@@ -363,8 +323,10 @@ impl TcpComm {
                 };
                 match conn.poll() {
                     Ok(Some(frame)) if frame.kind == CALL && frame.seq == self.seq => {
-                        let (head, data) = split_call(&frame.body)?;
-                        calls[rank] = Some((head.0, head.1, data.to_vec()));
+                        match split_call(&frame.body) {
+                            Ok((head, data)) => calls[rank] = Some((head, data.to_vec())),
+                            Err(e) => return Err(self.tell_all(e)),
+                        }
                         progressed = true;
                     }
                     Ok(Some(frame)) if frame.kind == ABORT => {
@@ -408,20 +370,11 @@ impl TcpComm {
             }
             break;
         }
-        let calls: Vec<(u64, u64, Vec<u8>)> = calls.into_iter().flatten().collect();
-        if calls.iter().any(|c| c.0 != calls[0].0) {
-            return Err(self.tell_all(DistError::OpMismatch {
-                per_rank: calls.iter().map(|c| Op::describe(c.0)).collect(),
-            }));
+        let (headers, bodies): (Vec<Header>, Vec<Vec<u8>>) = calls.into_iter().flatten().unzip();
+        if let Err(e) = verdict(&headers) {
+            return Err(self.tell_all(e));
         }
-        let sizes: Vec<usize> = calls.iter().map(|c| c.1 as usize).collect();
-        if op != Op::AllGather && sizes.iter().any(|&s| s != sizes[0]) {
-            return Err(self.tell_all(DistError::SizeMismatch {
-                op: op.name(),
-                sizes,
-            }));
-        }
-        let result = combine(op, world, calls.into_iter().map(|c| c.2).collect())?;
+        let result = combine(header, world, bodies)?;
         for rank in 1..world {
             if let Some(conn) = self.peers[rank].as_mut()
                 && let Err(e) = conn.send(RESULT, self.seq, &result, deadline + VERDICT_GRACE)
@@ -447,12 +400,12 @@ impl TcpComm {
     }
 
     /// Ranks other than 0: send the call, wait for rank 0's answer.
-    fn spoke(&mut self, op: Op, len: usize, body: Vec<u8>) -> Result<Vec<u8>> {
+    fn spoke(&mut self, header: Header, body: Vec<u8>) -> Result<Vec<u8>> {
+        let op = header.op;
         let start = Instant::now();
         let deadline = start + self.timeout + VERDICT_GRACE;
-        let mut call = Vec::with_capacity(16 + body.len());
-        call.extend_from_slice(&op.code().to_le_bytes());
-        call.extend_from_slice(&(len as u64).to_le_bytes());
+        let mut call = Vec::with_capacity(Header::BYTES + body.len());
+        call.extend_from_slice(&header.to_bytes());
         call.extend_from_slice(&body);
         drop(body);
         let seq = self.seq;
@@ -534,37 +487,27 @@ impl Communicator for TcpComm {
     }
 
     fn all_reduce(&mut self, buf: &mut [f32], op: ReduceOp) -> Result<()> {
-        let code = match op {
-            ReduceOp::Sum => Op::AllReduceSum,
-            ReduceOp::Mean => Op::AllReduceMean,
-        };
-        let out = self.collective(code, buf.len(), f32_bytes(buf))?;
+        let out = self.collective(Op::AllReduce(op), buf.len(), 0, f32_bytes(buf))?;
         read_f32s(&out, buf)
     }
 
     fn broadcast(&mut self, buf: &mut [f32], root: usize) -> Result<()> {
-        if root >= self.env.world_size {
-            return Err(DistError::Invalid(format!(
-                "broadcast root {root} is not a rank of a group of {}",
-                self.env.world_size
-            )));
-        }
         // Only the root's values travel.
         let body = if root == self.env.rank {
             f32_bytes(buf)
         } else {
             Vec::new()
         };
-        let out = self.collective(Op::Broadcast(root), buf.len(), body)?;
+        let out = self.collective(Op::Broadcast, buf.len(), root, body)?;
         read_f32s(&out, buf)
     }
 
     fn barrier(&mut self) -> Result<()> {
-        self.collective(Op::Barrier, 0, Vec::new()).map(drop)
+        self.collective(Op::Barrier, 0, 0, Vec::new()).map(drop)
     }
 
     fn all_gather_bytes(&mut self, bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
-        let out = self.collective(Op::AllGather, bytes.len(), bytes.to_vec())?;
+        let out = self.collective(Op::AllGather, bytes.len(), 0, bytes.to_vec())?;
         let mut parts = Vec::with_capacity(self.env.world_size);
         let mut rest = out.as_slice();
         while rest.len() >= 8 {
@@ -723,9 +666,9 @@ fn join(env: &TcpEnv, deadline: Instant, timeout: Duration) -> Result<Conn> {
 }
 
 /// The result of a collective from every rank's contribution (rank order).
-fn combine(op: Op, world: usize, mut calls: Vec<Vec<u8>>) -> Result<Vec<u8>> {
-    match op {
-        Op::AllReduceSum | Op::AllReduceMean => {
+fn combine(header: Header, world: usize, mut calls: Vec<Vec<u8>>) -> Result<Vec<u8>> {
+    match header.op {
+        Op::AllReduce(op) => {
             let mut acc = std::mem::take(&mut calls[0]);
             for part in &calls[1..] {
                 for (a, b) in acc.chunks_exact_mut(4).zip(part.chunks_exact(4)) {
@@ -734,7 +677,7 @@ fn combine(op: Op, world: usize, mut calls: Vec<Vec<u8>>) -> Result<Vec<u8>> {
                     a.copy_from_slice(&sum.to_le_bytes());
                 }
             }
-            if op == Op::AllReduceMean {
+            if op == ReduceOp::Mean {
                 let n = world as f32;
                 for a in acc.chunks_exact_mut(4) {
                     let v = f32::from_le_bytes([a[0], a[1], a[2], a[3]]) / n;
@@ -743,7 +686,7 @@ fn combine(op: Op, world: usize, mut calls: Vec<Vec<u8>>) -> Result<Vec<u8>> {
             }
             Ok(acc)
         }
-        Op::Broadcast(root) => Ok(std::mem::take(&mut calls[root])),
+        Op::Broadcast => Ok(std::mem::take(&mut calls[header.root as usize])),
         Op::Barrier => Ok(Vec::new()),
         Op::AllGather => {
             let mut out = Vec::new();
@@ -756,13 +699,12 @@ fn combine(op: Op, world: usize, mut calls: Vec<Vec<u8>>) -> Result<Vec<u8>> {
     }
 }
 
-fn split_call(body: &[u8]) -> Result<((u64, u64), &[u8])> {
-    if body.len() < 16 {
+fn split_call(body: &[u8]) -> Result<(Header, &[u8])> {
+    if body.len() < Header::BYTES {
         return Err(DistError::Invalid("a truncated call frame".into()));
     }
-    let code = u64::from_le_bytes(body[..8].try_into().unwrap_or_default());
-    let len = u64::from_le_bytes(body[8..16].try_into().unwrap_or_default());
-    Ok(((code, len), &body[16..]))
+    let (head, data) = body.split_at(Header::BYTES);
+    Ok((Header::from_bytes(head)?, data))
 }
 
 /// Rank 0's verdicts travel as text lines: a tag, then the fields.
@@ -779,6 +721,7 @@ fn encode_error(err: &DistError) -> Vec<u8> {
                 .join(",")
         ),
         DistError::OpMismatch { per_rank } => format!("ops\n{}", per_rank.join("\n")),
+        DistError::Invalid(why) => format!("invalid\n{why}"),
         other => format!("other\n{other}"),
     };
     text.into_bytes()
@@ -808,6 +751,7 @@ fn decode_error(bytes: &[u8], op: &'static str) -> DistError {
         "ops" => DistError::OpMismatch {
             per_rank: text.lines().skip(1).map(String::from).collect(),
         },
+        "invalid" => DistError::Invalid(text.split_once('\n').map_or("", |(_, why)| why).into()),
         _ => DistError::Invalid(format!("rank 0 reported: {a}{b}")),
     }
 }

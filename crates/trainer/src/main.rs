@@ -23,7 +23,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is::<Interrupted>() => {
             eprintln!("{e}");
-            ExitCode::from(signal::stop().exit_code())
+            let stopped_by = e
+                .downcast_ref::<Interrupted>()
+                .and_then(Interrupted::exit_code);
+            ExitCode::from(stopped_by.unwrap_or_else(|| signal::stop().exit_code()))
         }
         Err(e) => {
             eprintln!("error: {e}");

@@ -33,11 +33,26 @@ impl Stop {
     }
 }
 
+static STOP: OnceLock<Stop> = OnceLock::new();
+
+/// The signal that asked this process to stop, if the handlers are installed and one came.
+pub fn received() -> Option<i32> {
+    STOP.get().and_then(Stop::signal)
+}
+
+/// `SIGTERM`, `SIGINT`, or `signal N`.
+pub fn name(signal: i32) -> String {
+    match signal {
+        SIGINT => "SIGINT".into(),
+        SIGTERM => "SIGTERM".into(),
+        n => format!("signal {n}"),
+    }
+}
+
 /// Installs the handlers once and returns what they set. A handler that cannot be installed
 /// leaves the default behaviour (the process dies at the signal), which loses no checkpoint
 /// written before it.
 pub fn stop() -> &'static Stop {
-    static STOP: OnceLock<Stop> = OnceLock::new();
     STOP.get_or_init(|| {
         let stop = Stop {
             flag: Arc::new(AtomicBool::new(false)),

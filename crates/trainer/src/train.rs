@@ -33,13 +33,53 @@ use crate::run::{EpochMetrics, RunDir};
 /// the last optimizer step first.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "interrupted in epoch {epoch} after {batches} batches; checkpoint written, continue with --resume {}",
-    dir.display()
+    "{}interrupted in epoch {epoch} after {batches} batches; {}",
+    first.map(Stopper::describe).unwrap_or_default(),
+    continue_with(dir)
 )]
 pub struct Interrupted {
     pub epoch: usize,
     pub batches: usize,
     pub dir: std::path::PathBuf,
+    /// In a run of several ranks, the lowest rank that was asked to stop.
+    pub first: Option<Stopper>,
+}
+
+impl Interrupted {
+    /// The exit status the stopping signal calls for (128 + its number), on every rank.
+    pub fn exit_code(&self) -> Option<u8> {
+        self.first
+            .and_then(|s| s.signal)
+            .and_then(|s| u8::try_from(128 + s).ok())
+    }
+}
+
+/// Where the checkpoint is; ranks other than 0 have no run directory.
+fn continue_with(dir: &std::path::Path) -> String {
+    if dir.as_os_str().is_empty() {
+        "rank 0 wrote the checkpoint".into()
+    } else {
+        format!(
+            "checkpoint written, continue with --resume {}",
+            dir.display()
+        )
+    }
+}
+
+/// A rank that was asked to stop, and by which signal when it was one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopper {
+    pub rank: usize,
+    pub signal: Option<i32>,
+}
+
+impl Stopper {
+    fn describe(self) -> String {
+        match self.signal {
+            Some(s) => format!("rank {} received {}: ", self.rank, crate::signal::name(s)),
+            None => format!("rank {} was asked to stop: ", self.rank),
+        }
+    }
 }
 
 /// One rank's share of a run: a fresh or resumed model, its optimizer, its data and where the
@@ -294,9 +334,9 @@ impl<'c> Trainer<'c> {
                 self.step(lr, accumulator.grads())?;
                 pending = 0;
             }
-            // Every rank stops at the same step when any rank was interrupted.
-            let flag = f32::from(interrupt.is_some_and(|f| f.load(Ordering::Relaxed)));
-            if pending == 0 && self.sum_across([flag])?[0] > 0.0 {
+            if pending == 0
+                && let Some(first) = self.stopper(interrupt)?
+            {
                 bar.finish_and_clear();
                 let partial = Partial {
                     batches_done,
@@ -304,7 +344,7 @@ impl<'c> Trainer<'c> {
                     correct,
                     seen,
                 };
-                return self.interrupt(run, epoch, partial);
+                return self.interrupt(run, epoch, partial, first);
             }
             bar.inc(1);
             bar.set_message(format!(
@@ -454,6 +494,7 @@ impl<'c> Trainer<'c> {
         run: Option<&mut RunDir>,
         epoch: usize,
         partial: Partial,
+        first: Stopper,
     ) -> Result<()> {
         let [loss_sum, correct, seen] = self.sum_across([
             partial.loss_sum as f32,
@@ -466,6 +507,7 @@ impl<'c> Trainer<'c> {
             dir: run
                 .as_deref()
                 .map_or_else(Default::default, |r| r.path().to_path_buf()),
+            first: (self.world > 1).then_some(first),
         };
         let Some(run) = run else {
             return Err(interrupted.into());
@@ -510,6 +552,23 @@ impl<'c> Trainer<'c> {
     }
 
     /// Element-wise sums of `values` over the ranks (the values themselves on a single rank).
+    /// Whether any rank was asked to stop, and which was the lowest: every rank says so at
+    /// every optimizer step, so all stop at the same step and can name the rank that went
+    /// first. A signal travels as its number; a flag set without one as -1.
+    fn stopper(&mut self, interrupt: Option<&AtomicBool>) -> Result<Option<Stopper>> {
+        let mut says = vec![0.0f32; self.world];
+        if interrupt.is_some_and(|f| f.load(Ordering::Relaxed)) {
+            says[self.rank] = crate::signal::received().map_or(-1.0, |s| s as f32);
+        }
+        if let Some(ddp) = self.ddp.as_mut() {
+            ddp.comm().all_reduce(&mut says, ReduceOp::Sum)?;
+        }
+        Ok(says.iter().position(|&s| s != 0.0).map(|rank| Stopper {
+            rank,
+            signal: (says[rank] > 0.0).then_some(says[rank] as i32),
+        }))
+    }
+
     fn sum_across<const N: usize>(&mut self, mut values: [f32; N]) -> Result<[f32; N]> {
         if let Some(ddp) = self.ddp.as_mut() {
             ddp.comm().all_reduce(&mut values, ReduceOp::Sum)?;

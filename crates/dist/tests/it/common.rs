@@ -95,3 +95,114 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
 }
+
+/// Two network namespaces joined by a veth pair: two "hosts" that reach each other only over
+/// that link. Created by the test, removed on drop.
+pub struct TwoHosts {
+    pub namespaces: [String; 2],
+    pub addresses: [String; 2],
+}
+
+impl TwoHosts {
+    pub fn create() -> Result<Self, String> {
+        let id = std::process::id();
+        let hosts = Self {
+            namespaces: [format!("kd{id}a"), format!("kd{id}b")],
+            addresses: [
+                format!("10.213.{}.1", id % 250),
+                format!("10.213.{}.2", id % 250),
+            ],
+        };
+        let [a, b] = &hosts.namespaces;
+        let (va, vb) = (format!("kd{id}x"), format!("kd{id}y"));
+        let steps: Vec<Vec<String>> = vec![
+            vec!["netns".into(), "add".into(), a.clone()],
+            vec!["netns".into(), "add".into(), b.clone()],
+            vec![
+                "link".into(),
+                "add".into(),
+                va.clone(),
+                "type".into(),
+                "veth".into(),
+                "peer".into(),
+                "name".into(),
+                vb.clone(),
+            ],
+            vec![
+                "link".into(),
+                "set".into(),
+                va.clone(),
+                "netns".into(),
+                a.clone(),
+            ],
+            vec![
+                "link".into(),
+                "set".into(),
+                vb.clone(),
+                "netns".into(),
+                b.clone(),
+            ],
+        ];
+        let mut steps = steps;
+        for (ns, dev, addr) in [(a, &va, &hosts.addresses[0]), (b, &vb, &hosts.addresses[1])] {
+            steps.push(vec![
+                "-n".into(),
+                ns.clone(),
+                "addr".into(),
+                "add".into(),
+                format!("{addr}/24"),
+                "dev".into(),
+                dev.clone(),
+            ]);
+            steps.push(vec![
+                "-n".into(),
+                ns.clone(),
+                "link".into(),
+                "set".into(),
+                dev.clone(),
+                "up".into(),
+            ]);
+            steps.push(vec![
+                "-n".into(),
+                ns.clone(),
+                "link".into(),
+                "set".into(),
+                "lo".into(),
+                "up".into(),
+            ]);
+        }
+        for step in steps {
+            let out = std::process::Command::new("ip")
+                .args(&step)
+                .output()
+                .map_err(|e| format!("cannot run `ip`: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "`ip {}` failed: {}",
+                    step.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+        }
+        Ok(hosts)
+    }
+}
+
+impl TwoHosts {
+    /// The link's network, `10.213.N.0/24`.
+    pub fn subnet(&self) -> String {
+        let host = &self.addresses[0];
+        format!("{}.0/24", &host[..host.rfind('.').unwrap_or(host.len())])
+    }
+}
+
+impl Drop for TwoHosts {
+    fn drop(&mut self) {
+        // Deleting a namespace deletes its end of the veth pair, and with it the other end.
+        for ns in &self.namespaces {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", ns])
+                .status();
+        }
+    }
+}

@@ -4,6 +4,7 @@
 mod common;
 mod ddp;
 mod failures;
+mod header;
 #[cfg(feature = "mpi")]
 mod mpi;
 mod tcp;

@@ -11,21 +11,21 @@ use burn::optim::GradientsParams;
 use burn::tensor::Device;
 use kindling_dist::{Communicator, Ddp, DdpConfig, DistError, MpiComm, ReduceOp};
 
-use crate::common::{batch, flat_params, max_abs_diff, mlp, mse};
+use crate::common::{TwoHosts, batch, flat_params, max_abs_diff, mlp, mse};
 use crate::ddp::{B, HIDDEN, LR, STEPS, sgd, single};
 
 const SCENARIO_VAR: &str = "KINDLING_MPI_SCENARIO";
 const TIMEOUT_VAR: &str = "KINDLING_MPI_TIMEOUT_MS";
 
 /// What the ranks of one `mpirun` printed, by rank then key.
-struct Ranks {
+pub struct Ranks {
     results: BTreeMap<usize, BTreeMap<String, String>>,
     stderr: String,
     success: bool,
 }
 
 impl Ranks {
-    fn get(&self, rank: usize, key: &str) -> &str {
+    pub fn get(&self, rank: usize, key: &str) -> &str {
         self.results
             .get(&rank)
             .and_then(|r| r.get(key))
@@ -39,9 +39,13 @@ impl Ranks {
 }
 
 /// Runs `scenario` on `n` ranks under mpirun, each collective bounded by `timeout_ms`.
-fn mpirun(n: usize, scenario: &str, timeout_ms: u64) -> Ranks {
+pub fn mpirun(n: usize, scenario: &str, timeout_ms: u64) -> Ranks {
+    run_scenario(Command::new("mpirun"), n, scenario, timeout_ms)
+}
+
+/// Runs `scenario` under `cmd` (an `mpirun` command line with any options of its own).
+fn run_scenario(mut cmd: Command, n: usize, scenario: &str, timeout_ms: u64) -> Ranks {
     let exe = std::env::current_exe().expect("test binary path");
-    let mut cmd = Command::new("mpirun");
     cmd.args(["-n", &n.to_string(), "--oversubscribe"]);
     if is_root() {
         cmd.arg("--allow-run-as-root");
@@ -123,12 +127,23 @@ fn rank_entry() {
         "equivalence" => {
             let params = train(&mut comm, 1);
             report(rank, "params", encode(&params));
+            report(rank, "host", comm.hosts()[rank]);
+            let netns = std::fs::read_link("/proc/self/ns/net").map(|p| p.display().to_string());
+            report(
+                rank,
+                "netns",
+                netns.unwrap_or_else(|e| format!("unknown ({e})")),
+            );
         }
         "no_sync" => {
             let params = train(&mut comm, 2);
             report(rank, "params", encode(&params));
         }
         "dead_peer" | "stuck_peer" | "failing_peer" => faults(&mut comm, &scenario),
+        "mismatch_op" | "mismatch_size" => {
+            let message = crate::header::mismatch(&mut comm, &scenario["mismatch_".len()..]);
+            report(rank, "message", message);
+        }
         other => panic!("unknown scenario {other}"),
     }
 }
@@ -267,6 +282,12 @@ fn collectives_on_three_processes() {
 
 fn check_equivalence(scenario: &str, micro: usize) {
     let ranks = mpirun(2, scenario, 30_000);
+    check_ranks_match_one_process(&ranks, scenario, micro);
+}
+
+/// Both ranks end with the same parameters, within 1e-6 of one process training on the
+/// batch of both (while one process on one rank's batch is further away).
+fn check_ranks_match_one_process(ranks: &Ranks, scenario: &str, micro: usize) {
     assert!(ranks.success, "mpirun failed:\n{}", ranks.stderr);
     let p0 = decode(ranks.get(0, "params"));
     let p1 = decode(ranks.get(1, "params"));
@@ -280,7 +301,7 @@ fn check_equivalence(scenario: &str, micro: usize) {
          {control_diff:e}",
         2 * micro * B
     );
-    assert!(diff <= 1e-5, "MPI DDP differs from one process by {diff}");
+    assert!(diff <= 1e-6, "MPI DDP differs from one process by {diff}");
     assert!(
         control_diff > 1e-5,
         "negative control too close: {control_diff}"
@@ -341,4 +362,53 @@ fn failing_process_aborts_the_others_with_its_reason() {
     );
     let after: u64 = ranks.get(0, "after_ms").parse().expect("ms");
     assert!(after < 1_000, "abort took {after} ms to arrive");
+}
+
+/// Two "machines" (network namespaces joined by a veth pair, see [`TwoHosts`]) trained by one
+/// `mpirun` the way a cluster is: started in the first namespace with `--host A,B`, it starts
+/// the second host's daemon through an rsh agent (here `ip netns exec` instead of ssh), and the
+/// ranks talk over the link only (Open MPI's TCP transport, restricted to its subnet).
+#[test]
+fn two_hosts_in_network_namespaces_over_mpi_train_like_one() {
+    let hosts = match TwoHosts::create() {
+        Ok(hosts) => hosts,
+        Err(why) => {
+            eprintln!("skipped: two network namespaces need root and `ip netns` ({why})");
+            return;
+        }
+    };
+    let dir = std::env::temp_dir().join(format!("kindling-mpi-netns-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    // Open MPI calls `AGENT HOST COMMAND...` to start its daemon on HOST, as it would call ssh.
+    let agent = dir.join("netns-rsh");
+    let [a, b] = &hosts.addresses;
+    let script = format!(
+        "#!/bin/sh\nhost=$1; shift\ncase $host in\n  {a}) ns={} ;;\n  {b}) ns={} ;;\n  \
+         *) echo \"netns-rsh: unknown host $host\" >&2; exit 1 ;;\nesac\n\
+         exec ip netns exec \"$ns\" sh -c \"$*\"\n",
+        hosts.namespaces[0], hosts.namespaces[1]
+    );
+    std::fs::write(&agent, script).expect("agent script");
+    let chmod = Command::new("chmod").arg("+x").arg(&agent).status();
+    assert!(chmod.is_ok_and(|s| s.success()), "chmod");
+    // `timeout`: a launch that cannot reach the second host fails the test instead of hanging.
+    let mut cmd = Command::new("timeout");
+    cmd.args(["120", "ip", "netns", "exec", &hosts.namespaces[0], "mpirun"]);
+    cmd.args(["--host", &format!("{a},{b}")]);
+    cmd.arg("--mca").arg("plm_rsh_agent").arg(&agent);
+    let subnet = hosts.subnet();
+    for (key, value) in [
+        ("btl", "tcp,self"),
+        ("btl_tcp_if_include", subnet.as_str()),
+        ("oob_tcp_if_include", subnet.as_str()),
+    ] {
+        cmd.args(["--mca", key, value]);
+    }
+    let ranks = run_scenario(cmd, 2, "equivalence", 30_000);
+    assert!(ranks.success, "mpirun failed:\n{}", ranks.stderr);
+    let (ns0, ns1) = (ranks.get(0, "netns"), ranks.get(1, "netns"));
+    eprintln!("rank 0 in {ns0}, rank 1 in {ns1}");
+    assert_ne!(ns0, ns1, "both ranks ran in one network namespace");
+    check_ranks_match_one_process(&ranks, "equivalence across network namespaces", 1);
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -7,7 +7,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::Device;
 use kindling_dist::{Communicator, Ddp, DdpConfig, DistError, ReduceOp, TcpComm, TcpEnv};
 
-use crate::common::{batch, flat_params, max_abs_diff, mlp, mse};
+use crate::common::{TwoHosts, batch, flat_params, max_abs_diff, mlp, mse};
 use crate::ddp::{B, HIDDEN, LR, STEPS, sgd, single};
 
 /// A free port on loopback (bound, then released for rank 0 to take).
@@ -19,7 +19,7 @@ fn free_port() -> u16 {
 }
 
 /// Runs `f` on `world` ranks (threads), each joining the group over TCP.
-fn group<T: Send>(
+pub fn group<T: Send>(
     world: usize,
     timeout: Duration,
     f: impl Fn(TcpComm) -> T + Sync,
@@ -124,109 +124,6 @@ fn two_ranks_over_tcp_match_one_rank_with_double_batch() {
         .map(|r| r.expect("joined").expect("trained"))
         .collect();
     check_two_ranks(&params, "TCP, loopback");
-}
-
-/// Two network namespaces joined by a veth pair: two "hosts" that reach each other only over
-/// that link. Created by the test, removed on drop.
-struct TwoHosts {
-    namespaces: [String; 2],
-    addresses: [String; 2],
-}
-
-impl TwoHosts {
-    fn create() -> Result<Self, String> {
-        let id = std::process::id();
-        let hosts = Self {
-            namespaces: [format!("kd{id}a"), format!("kd{id}b")],
-            addresses: [
-                format!("10.213.{}.1", id % 250),
-                format!("10.213.{}.2", id % 250),
-            ],
-        };
-        let [a, b] = &hosts.namespaces;
-        let (va, vb) = (format!("kd{id}x"), format!("kd{id}y"));
-        let steps: Vec<Vec<String>> = vec![
-            vec!["netns".into(), "add".into(), a.clone()],
-            vec!["netns".into(), "add".into(), b.clone()],
-            vec![
-                "link".into(),
-                "add".into(),
-                va.clone(),
-                "type".into(),
-                "veth".into(),
-                "peer".into(),
-                "name".into(),
-                vb.clone(),
-            ],
-            vec![
-                "link".into(),
-                "set".into(),
-                va.clone(),
-                "netns".into(),
-                a.clone(),
-            ],
-            vec![
-                "link".into(),
-                "set".into(),
-                vb.clone(),
-                "netns".into(),
-                b.clone(),
-            ],
-        ];
-        let mut steps = steps;
-        for (ns, dev, addr) in [(a, &va, &hosts.addresses[0]), (b, &vb, &hosts.addresses[1])] {
-            steps.push(vec![
-                "-n".into(),
-                ns.clone(),
-                "addr".into(),
-                "add".into(),
-                format!("{addr}/24"),
-                "dev".into(),
-                dev.clone(),
-            ]);
-            steps.push(vec![
-                "-n".into(),
-                ns.clone(),
-                "link".into(),
-                "set".into(),
-                dev.clone(),
-                "up".into(),
-            ]);
-            steps.push(vec![
-                "-n".into(),
-                ns.clone(),
-                "link".into(),
-                "set".into(),
-                "lo".into(),
-                "up".into(),
-            ]);
-        }
-        for step in steps {
-            let out = std::process::Command::new("ip")
-                .args(&step)
-                .output()
-                .map_err(|e| format!("cannot run `ip`: {e}"))?;
-            if !out.status.success() {
-                return Err(format!(
-                    "`ip {}` failed: {}",
-                    step.join(" "),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
-            }
-        }
-        Ok(hosts)
-    }
-}
-
-impl Drop for TwoHosts {
-    fn drop(&mut self) {
-        // Deleting a namespace deletes its end of the veth pair, and with it the other end.
-        for ns in &self.namespaces {
-            let _ = std::process::Command::new("ip")
-                .args(["netns", "del", ns])
-                .status();
-        }
-    }
 }
 
 /// The entry point of each "host" of the namespace test; does nothing when run directly.

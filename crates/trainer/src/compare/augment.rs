@@ -321,6 +321,7 @@ fn train_process(
             epoch,
             batches,
             dir: dir.to_path_buf(),
+            first: None,
         }
         .into());
     }

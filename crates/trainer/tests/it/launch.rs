@@ -225,3 +225,89 @@ fn torchrun_starts_kindling_ranks() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// SIGTERM to one rank of a running group (Slurm preempting a task, a user killing a
+/// process): every rank stops at the same optimizer step, rank 0 writes the checkpoint, and
+/// every rank exits with 143 naming the rank that received the signal.
+#[test]
+fn sigterm_to_one_rank_stops_the_group_and_rank_0_checkpoints() {
+    let dir = temp_dir("sigterm");
+    let run = dir.join("run");
+    let port = free_port().to_string();
+    // Long enough that the signal lands mid-run.
+    let mut train = TRAIN;
+    assert_eq!(train[1], "--epochs");
+    train[2] = "500";
+    let mut ranks: Vec<_> = (0..2)
+        .map(|rank| {
+            Command::new(env!("CARGO_BIN_EXE_kindling"))
+                .args(train)
+                .args(["--engine", "tcp", "--out"])
+                .arg(&run)
+                .env("RANK", rank.to_string())
+                .env("WORLD_SIZE", "2")
+                .env("MASTER_ADDR", "127.0.0.1")
+                .env("MASTER_PORT", &port)
+                .env("RAYON_NUM_THREADS", "1")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("kindling starts")
+        })
+        .collect();
+    // Rank 0 adds a line to metrics.csv after the first epoch: by then both ranks train.
+    let started = Instant::now();
+    let epochs_done = || {
+        std::fs::read_to_string(run.join("metrics.csv"))
+            .map_or(0, |t| t.lines().count().saturating_sub(1))
+    };
+    while epochs_done() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the run never finished an epoch"
+        );
+        assert!(
+            ranks
+                .iter_mut()
+                .all(|r| r.try_wait().ok().flatten().is_none()),
+            "a rank ended before it was signalled"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let killed = Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &ranks[1].id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let outputs: Vec<_> = ranks
+        .into_iter()
+        .map(|r| r.wait_with_output().expect("rank ends"))
+        .collect();
+    let took = killed.elapsed();
+    // Well within the 30 s collective timeout: the ranks agree at the next step.
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    for (rank, out) in outputs.iter().enumerate() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(143), "rank {rank}: {}", text(out));
+        assert!(
+            stderr.contains("rank 1 received SIGTERM: interrupted in epoch"),
+            "rank {rank}: {stderr}"
+        );
+        let where_ = if rank == 0 {
+            format!("continue with --resume {}", run.display())
+        } else {
+            "rank 0 wrote the checkpoint".to_string()
+        };
+        assert!(stderr.contains(&where_), "rank {rank}: {stderr}");
+    }
+    let checkpoint =
+        kindling_trainer::checkpoint::Checkpoint::load(&kindling_trainer::checkpoint::last(&run))
+            .expect("rank 0 checkpointed");
+    assert!(
+        checkpoint.header.epoch >= 1,
+        "{:?}",
+        checkpoint.header.epoch
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
