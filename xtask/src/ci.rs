@@ -15,7 +15,11 @@ pub(crate) fn build(features: &str) -> Result<()> {
     if !features.is_empty() {
         cmd.args(["--features", features]);
     }
-    run(cmd)?;
+    if features.split(',').any(|f| f == "cuda" || f == "nccl") {
+        crate::llvm_kit::run_cuda_build(cmd)?;
+    } else {
+        run(cmd)?;
+    }
     println!("built {}", target_dir().join("release/kindling").display());
     Ok(())
 }

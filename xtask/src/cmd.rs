@@ -36,7 +36,7 @@ pub(crate) fn running_as_root() -> bool {
 
 /// `cargo test --workspace --no-run` with JSON messages on stdout, returned.
 pub(crate) fn build_test_targets() -> Result<Vec<u8>> {
-    let mut build = cargo(&[
+    let build = cargo(&[
         "test",
         "--workspace",
         "--features",
@@ -44,11 +44,17 @@ pub(crate) fn build_test_targets() -> Result<Vec<u8>> {
         "--no-run",
         "--message-format=json-render-diagnostics",
     ]);
+    build_json(build).context("the test build failed")
+}
+
+/// Runs a cargo build given `--message-format=json-render-diagnostics` and returns its JSON
+/// messages (for [`executable`]); diagnostics still reach the terminal.
+pub(crate) fn build_json(mut build: Command) -> Result<Vec<u8>> {
     build.stdout(std::process::Stdio::piped());
     eprintln!("xtask: {}", describe(&build));
     let output = build.spawn()?.wait_with_output()?;
     if !output.status.success() {
-        bail!("the test build failed ({})", output.status);
+        bail!("{} failed ({})", describe(&build), output.status);
     }
     Ok(output.stdout)
 }

@@ -23,11 +23,13 @@ mod bench;
 mod bench_allreduce;
 mod ci;
 mod cmd;
+mod device_pack;
 mod docs;
 mod docs_check;
 mod examples;
 mod features;
 mod launch;
+mod llvm_kit;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Kindling's workflows")]
@@ -110,6 +112,19 @@ enum Cmd {
     },
     /// Run every crate's example once with small arguments (what CI does after the tests).
     Examples,
+    /// Prepare the one-command GPU check: `kindling` with wgpu and with cuda+nccl (stripped,
+    /// compressed), the Vulkan loader, PyTorch's step benchmark and `check.sh`, in an ignored
+    /// folder under 64 MiB; prints the command to run on the GPU machine.
+    DevicePack {
+        #[arg(long, default_value = "device-pack")]
+        out: std::path::PathBuf,
+        /// Leave the CUDA binary out (its build compiles the burn stack for CUDA once).
+        #[arg(long)]
+        skip_cuda: bool,
+    },
+    /// Lay out LLVM 23.1 for burn-cuda from PyPI's wheels (what `build --features cuda` does
+    /// offline) and print the XDG_DATA_HOME to build with.
+    LlvmKit,
     /// All-reduce time of 1, 16 and 64 MB and the barrier (header round) time: threads, MPI
     /// (mpirun), TCP and PyTorch's gloo (from the anchors' torchrun), at 2 and 4 ranks.
     BenchAllreduce {
@@ -206,6 +221,8 @@ fn run_cli(cli: Cli) -> Result<()> {
         Cmd::Compare { args } => kindling("compare", &args),
         Cmd::Example { name, args } => example(&name, &args),
         Cmd::Examples => examples(),
+        Cmd::DevicePack { out, skip_cuda } => device_pack::device_pack(&out, skip_cuda),
+        Cmd::LlvmKit => llvm_kit::kit().map(|xdg| println!("XDG_DATA_HOME={}", xdg.display())),
         Cmd::Bench { args } => bench(&args),
         Cmd::BenchAllreduce { scale, ranks } => bench_allreduce(scale, &ranks),
         Cmd::BenchDdp { steps } => bench_ddp(steps),

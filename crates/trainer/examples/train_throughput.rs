@@ -14,12 +14,8 @@
 //! ```
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{GradientsParams, SgdConfig};
-use burn::tensor::{Device, Int, Tensor, TensorData};
-use kindling_model::WeightInit;
+use burn::tensor::Device;
 use kindling_trainer::config::{DatasetKind, ModelName, TrainConfig};
 use kindling_trainer::run::RunDir;
 
@@ -51,8 +47,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         other => return Err(format!("unknown workload {other:?}: cifar or jpeg224").into()),
     }
-    let side = config.input_size();
-    let bare = bare_step(config.model.name, side, batch, steps);
+    // The bare step of the same model on a batch already in memory (10 classes, as before).
+    let bare = kindling_trainer::bench::training_step(
+        config.model.name,
+        10,
+        batch,
+        steps,
+        &Device::flex(),
+    )?
+    .with_optimizer;
 
     // The trainer's loop: one epoch of `steps` batches, augmented by the run's pipeline.
     let dir = scratch.join("run");
@@ -71,41 +74,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// Images/s of forward + backward + SGD step on one fixed batch (the loss read back like the
 /// loop does), after two warm-up steps.
-fn bare_step(model: ModelName, side: usize, batch: usize, steps: usize) -> f64 {
-    let device = Device::flex().autodiff();
-    device.seed(0);
-    let mut net = model
-        .config(10)
-        .with_init(WeightInit::Kaiming)
-        .init(&device);
-    let mut optim = SgdConfig::new()
-        .with_momentum(Some(MomentumConfig {
-            momentum: 0.9,
-            dampening: 0.0,
-            nesterov: true,
-        }))
-        .init();
-    let pixels: Vec<f32> = (0..batch * 3 * side * side)
-        .map(|i| ((i * 7919) % 2001) as f32 / 1000.0 - 1.0)
-        .collect();
-    let x = Tensor::<4>::from_data(TensorData::new(pixels, [batch, 3, side, side]), &device);
-    let labels: Vec<i64> = (0..batch).map(|i| (i % 10) as i64).collect();
-    let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &device);
-    let loss_fn = burn::nn::loss::CrossEntropyLossConfig::new().init(&device);
-    let mut time = 0.0;
-    for step in 0..steps + 2 {
-        let start = Instant::now();
-        let loss = loss_fn.forward(net.forward(x.clone()), y.clone());
-        let _ = loss.clone().into_data();
-        let grads = GradientsParams::from_grads(loss.backward(), &net);
-        net = optim.step(0.02, net, grads);
-        if step >= 2 {
-            time += start.elapsed().as_secs_f64();
-        }
-    }
-    (steps * batch) as f64 / time
-}
-
 /// An image folder of `n` training JPEGs (quality 75 to 95, 500x375 and 375x500) in four
 /// classes made from the conformance photos, plus four validation images.
 fn jpeg_folder(root: &Path, n: usize) -> Result<PathBuf, Box<dyn std::error::Error>> {

@@ -137,6 +137,41 @@ pub enum Cmd {
         #[arg(long, default_value = "flex")]
         device: String,
     },
+    /// Images/s of a training step or of the batched augmentation on a device, on inputs made
+    /// in memory (what a GPU check compares with PyTorch); prints `RESULT ...` lines.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCmd,
+    },
+}
+
+/// `kindling bench`'s two measurements.
+#[derive(Debug, Subcommand)]
+pub enum BenchCmd {
+    /// Forward + backward (+ SGD) of a model on a fixed batch, after two warm-up steps.
+    Step {
+        #[arg(long, value_enum, default_value = "cifar")]
+        model: ModelName,
+        /// Batch sizes, comma separated.
+        #[arg(long, value_delimiter = ',', default_value = "64")]
+        batch: Vec<usize>,
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        #[arg(long, default_value = "flex")]
+        device: String,
+    },
+    /// The seed's augmentation pipeline P1 (CIFAR, 32x32) or P2 (ImageNet, 500x375) on
+    /// batches on the device.
+    Augment {
+        #[arg(long, value_enum, default_value = "p1")]
+        pipeline: crate::bench::Pipeline,
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        #[arg(long, default_value_t = 10)]
+        iters: usize,
+        #[arg(long, default_value = "flex")]
+        device: String,
+    },
 }
 
 /// `kindling launch`: torchrun's flags (underscores accepted too).

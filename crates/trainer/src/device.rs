@@ -21,6 +21,8 @@ pub enum DeviceError {
     NotCompiled { spec: String, feature: &'static str },
     #[error("bad device index {index:?} in {spec:?}: expected a non-negative integer")]
     BadIndex { spec: String, index: String },
+    #[error("device {spec:?}: {why}")]
+    CudaRuntime { spec: String, why: String },
 }
 
 /// Parses `flex` (or `cpu`, its PyTorch name), `wgpu` (best adapter), `wgpu:cpu` (software Vulkan), `wgpu:N` (discrete GPU N)
@@ -108,7 +110,11 @@ fn wgpu(spec: &str, _rest: &str) -> Result<Vec<Device>, DeviceError> {
 }
 
 #[cfg(feature = "cuda")]
-fn cuda(_spec: &str, index: usize) -> Result<Device, DeviceError> {
+fn cuda(spec: &str, index: usize) -> Result<Device, DeviceError> {
+    crate::cuda_env::check().map_err(|why| DeviceError::CudaRuntime {
+        spec: spec.into(),
+        why,
+    })?;
     Ok(Device::cuda(index))
 }
 

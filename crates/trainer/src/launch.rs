@@ -285,6 +285,8 @@ fn mpi_comm(_timeout: Duration) -> Result<Box<dyn Communicator>> {
 
 #[cfg(feature = "nccl")]
 fn nccl_comm(timeout: Duration) -> Result<Box<dyn Communicator>> {
+    // cudarc panics when the driver is missing; say so first.
+    crate::cuda_env::driver().map_err(|why| anyhow::anyhow!("engine nccl: {why}"))?;
     Ok(Box::new(kindling_dist::NcclComm::from_env(timeout)?))
 }
 

@@ -9,10 +9,13 @@
 //! filters, previews), [`compare`] (`kindling compare`: augmentation arms and data-parallel
 //! shapes, measured) and [`spawn`] (starting process ranks on this machine).
 
+pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod compare;
 pub mod config;
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+pub mod cuda_env;
 pub mod data;
 pub mod device;
 pub mod eval;

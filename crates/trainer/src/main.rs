@@ -5,9 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use clap::ValueEnum;
 use kindling_trainer::checkpoint::Checkpoint;
-use kindling_trainer::cli::{Cli, Cmd, CompareCmd, ModelSource, TrainArgs};
-use kindling_trainer::config::DatasetKind;
+use kindling_trainer::cli::{BenchCmd, Cli, Cmd, CompareCmd, ModelSource, TrainArgs};
+use kindling_trainer::config::{DatasetKind, ModelName};
 use kindling_trainer::device::{parse_devices, smoke_test};
 use kindling_trainer::launch::{self, Finished};
 use kindling_trainer::train::Interrupted;
@@ -175,6 +176,7 @@ fn run_command(command: Cmd) -> Result<()> {
         }
         Cmd::Compare { what } => compare(what),
         Cmd::Launch(args) => launch(&args),
+        Cmd::Bench { what } => bench(what),
         Cmd::CheckDevice { device } => {
             let mut failed = false;
             for (i, dev) in parse_devices(&device)?.iter().enumerate() {
@@ -195,6 +197,51 @@ fn run_command(command: Cmd) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `kindling bench step | augment`: one `RESULT` line per measurement.
+fn bench(what: BenchCmd) -> Result<()> {
+    use kindling_trainer::bench::{augmentation, training_step};
+    match what {
+        BenchCmd::Step {
+            model,
+            batch,
+            steps,
+            device,
+        } => {
+            for dev in parse_devices(&device)? {
+                for &n in &batch {
+                    // torchvision's classifier has 1000 classes, the CIFAR one 10.
+                    let classes = if model == ModelName::Cifar { 10 } else { 1000 };
+                    let f = training_step(model, classes, n, steps, &dev)?;
+                    println!(
+                        "RESULT bench=step model={} device={dev:?} batch={n} steps={steps} \
+                         forward_backward_images_per_s={:.1} step_images_per_s={:.1}",
+                        model
+                            .to_possible_value()
+                            .map_or("?".into(), |v| v.get_name().to_string()),
+                        f.forward_backward,
+                        f.with_optimizer
+                    );
+                }
+            }
+        }
+        BenchCmd::Augment {
+            pipeline,
+            batch,
+            iters,
+            device,
+        } => {
+            for dev in parse_devices(&device)? {
+                let rate = augmentation(pipeline, batch, iters, &dev)?;
+                println!(
+                    "RESULT bench=augment pipeline={pipeline:?} device={dev:?} batch={batch} \
+                     iters={iters} images_per_s={rate:.1}"
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `kindling train`: a new run, or `--resume`.
