@@ -155,3 +155,42 @@ fn folder_size(path: &Path) -> Result<u64> {
     }
     Ok(total)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The files the pack copies exist and parse (bash -n, Python's compiler).
+    #[test]
+    fn the_check_script_and_the_torch_benchmark_parse() {
+        let dir = root().join("xtask/device");
+        let bash = Command::new("bash")
+            .arg("-n")
+            .arg(dir.join("check.sh"))
+            .output()
+            .expect("bash runs");
+        assert!(
+            bash.status.success(),
+            "{}",
+            String::from_utf8_lossy(&bash.stderr)
+        );
+        let source = std::fs::read_to_string(dir.join("torch_step.py")).expect("torch_step.py");
+        let python = Command::new("python3")
+            .args(["-c", "import ast, sys; ast.parse(sys.stdin.read())"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child
+                    .stdin
+                    .take()
+                    .map(|mut stdin| stdin.write_all(source.as_bytes()))
+                    .transpose()?;
+                child.wait()
+            });
+        match python {
+            Ok(status) => assert!(status.success(), "torch_step.py does not parse"),
+            Err(e) => eprintln!("skipped the Python check: no python3 ({e})"),
+        }
+    }
+}

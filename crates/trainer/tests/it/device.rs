@@ -58,3 +58,47 @@ fn wgpu_cpu_matches_flex() {
     assert!(report.forward_max_abs < 1e-3, "forward differs: {report:?}");
     assert!(report.grad_max_abs < 1e-3, "gradient differs: {report:?}");
 }
+
+/// `kindling bench`: one RESULT line per batch size, and a clear error for a bad device.
+#[test]
+fn kindling_bench_prints_a_result_per_measurement() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kindling"))
+        .args([
+            "bench", "step", "--model", "cifar", "--batch", "2,4", "--steps", "1",
+        ])
+        .output()
+        .expect("kindling runs");
+    let text = crate::output_text(&out);
+    assert!(out.status.success(), "{text}");
+    let results: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("RESULT bench=step"))
+        .collect();
+    assert_eq!(results.len(), 2, "{text}");
+    assert!(
+        results[1].contains("model=cifar") && results[1].contains("batch=4"),
+        "{text}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kindling"))
+        .args([
+            "bench",
+            "augment",
+            "--pipeline",
+            "p1",
+            "--batch",
+            "8",
+            "--iters",
+            "1",
+        ])
+        .output()
+        .expect("kindling runs");
+    let text = crate::output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("RESULT bench=augment pipeline=P1"), "{text}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kindling"))
+        .args(["bench", "step", "--device", "tpu"])
+        .output()
+        .expect("kindling runs");
+    assert!(!out.status.success());
+    assert!(crate::output_text(&out).contains("unknown device \"tpu\""));
+}
