@@ -127,12 +127,8 @@ fn slurm_tasks_find_each_other_without_torchruns_variables() {
                 .env("SLURM_NTASKS", "2")
                 .env("SLURM_LOCALID", task.to_string())
                 .env("SLURM_JOB_NODELIST", "localhost")
-                .env("SLURM_JOB_ID", &job_id)
-                .env("RAYON_NUM_THREADS", "1")
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .expect("kindling starts")
+                .env("SLURM_JOB_ID", &job_id);
+            crate::start_captured(&mut cmd)
         })
         .collect();
     for (task, child) in children.into_iter().enumerate() {
@@ -233,26 +229,16 @@ fn torchrun_starts_kindling_ranks() {
 fn sigterm_to_one_rank_stops_the_group_and_rank_0_checkpoints() {
     let dir = temp_dir("sigterm");
     let run = dir.join("run");
-    let port = free_port().to_string();
+    let port = free_port();
     // Long enough that the signal lands mid-run.
     let mut train = TRAIN;
     assert_eq!(train[1], "--epochs");
     train[2] = "500";
     let mut ranks: Vec<_> = (0..2)
         .map(|rank| {
-            Command::new(env!("CARGO_BIN_EXE_kindling"))
-                .args(train)
-                .args(["--engine", "tcp", "--out"])
-                .arg(&run)
-                .env("RANK", rank.to_string())
-                .env("WORLD_SIZE", "2")
-                .env("MASTER_ADDR", "127.0.0.1")
-                .env("MASTER_PORT", &port)
-                .env("RAYON_NUM_THREADS", "1")
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .expect("kindling starts")
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_kindling"));
+            cmd.args(train).args(["--engine", "tcp", "--out"]).arg(&run);
+            crate::start_rank(&mut cmd, rank, 2, port)
         })
         .collect();
     // Rank 0 adds a line to metrics.csv after the first epoch: by then both ranks train.

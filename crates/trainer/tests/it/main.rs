@@ -45,3 +45,27 @@ pub fn output_text(out: &std::process::Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// Starts `cmd` as rank `rank` of a group of `world` processes with torchrun's variables
+/// (rank 0 listening on loopback at `port`), one compute thread each, output captured.
+pub fn start_rank(
+    cmd: &mut std::process::Command,
+    rank: usize,
+    world: usize,
+    port: u16,
+) -> std::process::Child {
+    cmd.env("RANK", rank.to_string())
+        .env("WORLD_SIZE", world.to_string())
+        .env("MASTER_ADDR", "127.0.0.1")
+        .env("MASTER_PORT", port.to_string());
+    start_captured(cmd)
+}
+
+/// Starts `cmd` with one compute thread and its output captured.
+pub fn start_captured(cmd: &mut std::process::Command) -> std::process::Child {
+    cmd.env("RAYON_NUM_THREADS", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kindling starts")
+}

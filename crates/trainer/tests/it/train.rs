@@ -661,35 +661,27 @@ fn tcp_processes_train_like_thread_ranks() {
         .port();
     let children: Vec<_> = (0..2)
         .map(|rank| {
-            std::process::Command::new(env!("CARGO_BIN_EXE_kindling"))
-                .args([
-                    "train",
-                    "--engine",
-                    "tcp",
-                    "--epochs",
-                    "1",
-                    "--warmup-epochs",
-                    "0",
-                ])
-                .args([
-                    "--batch-size",
-                    "16",
-                    "--train-size",
-                    "128",
-                    "--val-size",
-                    "16",
-                ])
-                .args(["--quiet", "--dist-timeout-secs", "60", "--out"])
-                .arg(&dir)
-                .env("RANK", rank.to_string())
-                .env("WORLD_SIZE", "2")
-                .env("MASTER_ADDR", "127.0.0.1")
-                .env("MASTER_PORT", port.to_string())
-                .env("RAYON_NUM_THREADS", "1")
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .expect("kindling starts")
+            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kindling"));
+            cmd.args([
+                "train",
+                "--engine",
+                "tcp",
+                "--epochs",
+                "1",
+                "--warmup-epochs",
+                "0",
+            ])
+            .args([
+                "--batch-size",
+                "16",
+                "--train-size",
+                "128",
+                "--val-size",
+                "16",
+            ])
+            .args(["--quiet", "--dist-timeout-secs", "60", "--out"])
+            .arg(&dir);
+            crate::start_rank(&mut cmd, rank, 2, port)
         })
         .collect();
     for (rank, child) in children.into_iter().enumerate() {
